@@ -1,0 +1,169 @@
+//! Secrets in the config are references (`env:NAME` or `file:PATH`), never literal text.
+//! They are resolved only when the daemon is built, into `SecretString`s whose `Debug`
+//! prints `[REDACTED]`. Nothing in this module may log or format a resolved value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use secrecy::SecretString;
+
+/// Where a secret lives. The reference itself is not secret and may be shown.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for SecretRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretRef::Env(name) => write!(f, "env:{name}"),
+            SecretRef::File(path) => write!(f, "file:{}", path.display()),
+        }
+    }
+}
+
+pub const SECRET_FORM: &str =
+    "a secret must be a reference, `env:NAME` or `file:PATH`; literal secrets are not allowed in the config";
+
+impl SecretRef {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if let Some(name) = text.strip_prefix("env:") {
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            return if valid {
+                Ok(SecretRef::Env(name.to_owned()))
+            } else {
+                Err(format!("`env:{name}` is not a valid environment variable name"))
+            };
+        }
+        if let Some(path) = text.strip_prefix("file:") {
+            return if path.is_empty() {
+                Err("`file:` needs a path".to_owned())
+            } else {
+                Ok(SecretRef::File(PathBuf::from(path)))
+            };
+        }
+        // Deliberately do not echo the text: it may be the secret itself.
+        Err(SECRET_FORM.to_owned())
+    }
+
+    /// Make a relative `file:` path relative to the config file's folder.
+    pub fn relative_to(self, base: &Path) -> Self {
+        match self {
+            SecretRef::File(path) if path.is_relative() => SecretRef::File(base.join(path)),
+            other => other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    #[error("cannot read secret file {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("secret {0} is empty")]
+    Empty(String),
+}
+
+/// Resolves references against the process environment and the file system, with
+/// optional overrides (the demo and the tests inject values without touching the
+/// process environment).
+#[derive(Default, Clone)]
+pub struct SecretResolver {
+    overrides: HashMap<String, SecretString>,
+}
+
+impl fmt::Debug for SecretResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut names: Vec<&String> = self.overrides.keys().collect();
+        names.sort();
+        f.debug_struct("SecretResolver").field("overrides", &names).finish()
+    }
+}
+
+impl SecretResolver {
+    pub fn from_env() -> Self {
+        Self::default()
+    }
+
+    /// Answer `env:NAME` with `value` instead of the process environment.
+    pub fn with_override(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.overrides.insert(name.to_owned(), SecretString::from(value.into()));
+        self
+    }
+
+    pub fn resolve(&self, reference: &SecretRef) -> Result<SecretString, SecretError> {
+        let value = match reference {
+            SecretRef::Env(name) => {
+                if let Some(value) = self.overrides.get(name) {
+                    return Ok(value.clone());
+                }
+                std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?
+            }
+            SecretRef::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| SecretError::File {
+                    path: path.display().to_string(),
+                    reason: e.kind().to_string(),
+                })?
+                // Credential files usually end with a newline that is not part of the secret.
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        };
+        if value.is_empty() {
+            return Err(SecretError::Empty(reference.to_string()));
+        }
+        Ok(SecretString::from(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn literal_text_is_refused_without_being_echoed() {
+        let err = SecretRef::parse("xoxb-very-secret").err().unwrap_or_default();
+        assert!(err.contains("env:NAME"));
+        assert!(!err.contains("xoxb"));
+    }
+
+    #[test]
+    fn references_parse() {
+        assert_eq!(SecretRef::parse("env:SLACK_URL"), Ok(SecretRef::Env("SLACK_URL".into())));
+        assert_eq!(SecretRef::parse("file:/run/creds/x"), Ok(SecretRef::File("/run/creds/x".into())));
+        assert!(SecretRef::parse("env:1BAD").is_err());
+        assert!(SecretRef::parse("file:").is_err());
+    }
+
+    #[test]
+    fn file_secrets_lose_their_trailing_newline() {
+        let dir = tempfile::tempdir().ok();
+        let Some(dir) = dir else { return };
+        let path = dir.path().join("token");
+        assert!(std::fs::write(&path, "s3cr3t\n").is_ok());
+        let secret = SecretResolver::from_env().resolve(&SecretRef::File(path));
+        assert_eq!(secret.map(|s| s.expose_secret().to_owned()), Ok("s3cr3t".to_owned()));
+    }
+
+    #[test]
+    fn overrides_win_and_missing_names_are_reported() {
+        let resolver = SecretResolver::from_env().with_override("NIGHTDESK_TEST_X", "canary-93f1");
+        let got = resolver.resolve(&SecretRef::Env("NIGHTDESK_TEST_X".into()));
+        assert_eq!(got.map(|s| s.expose_secret().to_owned()), Ok("canary-93f1".to_owned()));
+        let missing = resolver.resolve(&SecretRef::Env("NIGHTDESK_SURELY_UNSET_42".into()));
+        assert_eq!(missing.err(), Some(SecretError::MissingEnv("NIGHTDESK_SURELY_UNSET_42".into())));
+        let debug = format!("{resolver:?}");
+        assert!(debug.contains("NIGHTDESK_TEST_X") && !debug.contains("canary-93f1"));
+    }
+}

@@ -1,0 +1,42 @@
+//! # nightdesk
+//!
+//! A support-automation daemon for marketplace sellers. Data flows one way:
+//!
+//! ```text
+//! schedule ─► sources ─► store ─► rules ─► outbox ─► channels
+//! ```
+//!
+//! # Layout
+//! - [`config`]: the YAML file, typed (`deny_unknown_fields`), validated with file:line:key
+//!   errors, secrets as `env:`/`file:` references.
+//! - [`model`]: the domain (orders, items, events, requested actions) every stage speaks.
+//! - [`schedule`]: cron expressions in the usual Unix 5-field form.
+//! - [`sources`]: one module per upstream; they read and normalise, never decide.
+//! - [`store`]: the `Store` trait with SQLite and PostgreSQL implementations; orders,
+//!   events, poll checkpoints, outbox and audit log.
+//! - [`rules`]: the hardened Rhai engine and the rule files; rules ask for actions as data.
+//! - [`outbox`]: idempotency keys, claiming with leases and fencing, the executor loop.
+//! - [`channels`]: where actions go (Slack for now).
+//! - [`daemon`]: wires the stages together for `run`, `demo` and the tests.
+//! - [`server`]: `/healthz` and `/metrics`.
+//! - [`sandbox`]: local fakes of the upstream APIs, written from their published contracts.
+//! - [`cli`]: the `nightdesk` command line.
+//! - [`clock`], [`http`], [`telemetry`]: injected time, the shared HTTP client with retry
+//!   classification, and named telemetry events.
+#![forbid(unsafe_code)]
+
+pub mod channels;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod model;
+pub mod outbox;
+pub mod rules;
+pub mod sandbox;
+pub mod schedule;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,224 @@
+//! The store: orders and their items, the events an upsert emits, poll checkpoints, the
+//! outbox and the audit log. SQLite (one instance, default) or PostgreSQL (several).
+//!
+//! Both backends run the same SQL, written once in [`sql`]; times are stored as epoch
+//! milliseconds so the schema is portable. A store never decides anything: it records
+//! what sources read and what rules asked, and hands out work to executors.
+//!
+//! Invariants it keeps:
+//! - a poll checkpoint moves only in the transaction that stores the orders it covers;
+//! - an order version already stored produces no second event;
+//! - an idempotency key enters the outbox once;
+//! - a completion whose lease was taken over (stale fence) is rejected.
+
+mod postgres;
+mod sql;
+mod sqlite;
+pub mod testing;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::config::StoreTarget;
+use crate::model::{Event, Order, PlannedAction, SalesChannel, StoredOrder, Subject};
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "another nightdesk instance is using {0}; SQLite allows one instance (use PostgreSQL to run several)"
+    )]
+    Locked(String),
+    #[error("cannot open {path}: {reason}")]
+    Open { path: String, reason: String },
+    #[error("stored data is corrupt ({what}): {reason}")]
+    Corrupt { what: String, reason: String },
+    #[error("action {0} was taken over by another worker (stale lease); its result is discarded")]
+    StaleLease(i64),
+}
+
+impl StoreError {
+    /// Worth trying again later (the database was busy or briefly unreachable).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Database(e) if matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) || e.as_database_error().is_some_and(|d| d.message().contains("locked") || d.message().contains("busy")))
+    }
+}
+
+/// What one ingest stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Orders new or changed.
+    pub stored: usize,
+    /// Orders skipped as already known (the overlap of windows) or older than stored.
+    pub unchanged: usize,
+    pub events: usize,
+}
+
+/// Where a planned action starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanMode {
+    /// To be performed by an executor.
+    Live,
+    /// Recorded only: the executors are switched off for it.
+    DryRun,
+}
+
+/// An action an executor holds under a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedAction {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub rule: String,
+    pub rule_version: String,
+    pub subject: Subject,
+    pub kind: String,
+    /// The `ActionRequest` as JSON; parsed by the executor (a corrupt row fails, not panics).
+    pub payload: String,
+    /// This attempt's number, from 1.
+    pub attempt: i64,
+    /// Fencing token: the completion must present it.
+    pub fence: i64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done { detail: serde_json::Value },
+    Retry { at: DateTime<Utc>, error: String },
+    Failed { error: String },
+    /// The upstream may or may not have acted; never retried automatically.
+    Unknown { error: String },
+}
+
+impl Outcome {
+    pub fn state(&self) -> &'static str {
+        match self {
+            Outcome::Done { .. } => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Failed { .. } => "failed",
+            Outcome::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// A row of the outbox, for reports and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub idempotency_key: String,
+    pub rule: String,
+    pub rule_version: String,
+    pub subject: String,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub state: String,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub outbox_id: Option<i64>,
+    pub subject: String,
+    pub kind: String,
+    pub detail: serde_json::Value,
+}
+
+/// The seam between the pipeline and its database.
+#[async_trait]
+pub trait Store: Send + Sync {
+    fn backend(&self) -> &'static str;
+
+    /// The watermark of a poller: everything last updated before it has been stored.
+    async fn checkpoint(&self, source: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The stored `last_update` of each of `ids` that the store knows.
+    async fn known_versions(
+        &self,
+        channel: SalesChannel,
+        ids: &[String],
+    ) -> Result<HashMap<String, DateTime<Utc>>, StoreError>;
+
+    /// In one transaction: upsert `orders`, emit events for changes, and move the
+    /// source's watermark forward to `watermark`.
+    async fn ingest(
+        &self,
+        source: &str,
+        orders: &[Order],
+        watermark: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<IngestReport, StoreError>;
+
+    /// Events the rules have not seen yet, oldest first.
+    async fn pending_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
+
+    async fn order(&self, channel: SalesChannel, id: &str) -> Result<Option<StoredOrder>, StoreError>;
+
+    /// Orders not closed and purchased after `purchased_after`, for time-based rules.
+    async fn open_orders(&self, purchased_after: DateTime<Utc>) -> Result<Vec<StoredOrder>, StoreError>;
+
+    /// In one transaction: add `actions` to the outbox (a known idempotency key is
+    /// skipped) and mark `event` as seen by the rules. Returns how many were new.
+    async fn plan(
+        &self,
+        event: Option<i64>,
+        actions: &[PlannedAction],
+        mode: PlanMode,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+
+    /// Claim up to `limit` due actions (or ones whose lease expired) for `owner`.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedAction>, StoreError>;
+
+    /// Record how an attempt ended, with its audit line; rejected if the fence is stale.
+    async fn finish(
+        &self,
+        claim: &ClaimedAction,
+        outcome: &Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The next time a `retry` row becomes due, if any.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
+
+    async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Open the configured store, apply its migrations, and (SQLite) take the instance lock.
+pub async fn open(target: &StoreTarget) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
+        StoreTarget::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url.expose()).await?),
+    })
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+#[cfg(test)]
+mod tests;

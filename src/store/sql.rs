@@ -1,0 +1,507 @@
+//! The store's SQL, written once for both backends. `sql_store!` expands to the `Store`
+//! impl of a backend type that has a `pool` field and a `write_tx()` method; the only
+//! SQL that differs between backends (claiming due work) is passed in.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::model::{Money, Order, OrderItem, StoredOrder};
+
+use super::{StoreError, from_ms};
+
+/// Content hash of an order version: equal hashes mean nothing changed.
+pub(super) fn content_hash(order: &Order) -> Result<String, StoreError> {
+    let json = serde_json::to_vec(order).map_err(|e| corrupt("order", e))?;
+    Ok(hex::encode(Sha256::digest(&json)))
+}
+
+/// The order as stored in `orders.body`: everything but the items.
+pub(super) fn order_body(order: &Order) -> Result<String, StoreError> {
+    let mut without_items = order.clone();
+    without_items.items.clear();
+    serde_json::to_string(&without_items).map_err(|e| corrupt("order", e))
+}
+
+pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { what: what.to_owned(), reason: e.to_string() }
+}
+
+/// An `orders` row as read back.
+pub(super) type OrderRow = (String, String, i64, i64, String);
+/// An `order_items` row as read back, keyed by its order.
+pub(super) type ItemRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+pub(super) const ORDER_COLUMNS: &str = "o.channel, o.order_id, o.status_since, o.first_seen, o.body";
+pub(super) const ITEM_COLUMNS: &str = "i.channel, i.order_id, i.item_id, i.asin, i.sku, i.title, i.quantity_ordered, i.quantity_shipped, i.price_amount, i.price_currency, i.tax_amount, i.tax_currency, i.buyer_requested_cancel, i.buyer_cancel_reason";
+
+fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
+    Some(Money { amount: amount?, currency: currency? })
+}
+
+/// Join orders with their items (rows ordered by position).
+pub(super) fn assemble(orders: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<StoredOrder>, StoreError> {
+    let mut by_order: std::collections::HashMap<(String, String), Vec<OrderItem>> = Default::default();
+    for (channel, order_id, item_id, asin, sku, title, qo, qs, pa, pc, ta, tc, cancel, reason) in items {
+        by_order.entry((channel, order_id)).or_default().push(OrderItem {
+            id: item_id,
+            asin,
+            sku,
+            title,
+            quantity_ordered: qo,
+            quantity_shipped: qs,
+            price: money(pa, pc),
+            tax: money(ta, tc),
+            buyer_requested_cancel: cancel != 0,
+            buyer_cancel_reason: reason,
+        });
+    }
+    orders
+        .into_iter()
+        .map(|(channel, order_id, status_since, first_seen, body)| {
+            let mut order: Order = serde_json::from_str(&body).map_err(|e| corrupt(&format!("order {order_id}"), e))?;
+            order.items = by_order.remove(&(channel, order_id)).unwrap_or_default();
+            Ok(StoredOrder { order, status_since: from_ms(status_since), first_seen: from_ms(first_seen) })
+        })
+        .collect()
+}
+
+/// When an order entered its status: a new Pending order has been pending since it was
+/// bought; otherwise the status is as old as the update that brought it.
+pub(super) fn status_since(order: &Order, previous: Option<(&str, i64)>) -> DateTime<Utc> {
+    match previous {
+        Some((status, since)) if status == order.status.as_str() => from_ms(since),
+        Some(_) => order.last_update,
+        None if order.status == crate::model::OrderStatus::Pending => order.purchase_date,
+        None => order.last_update,
+    }
+}
+
+macro_rules! sql_store {
+    ($store:ty, backend = $backend:literal, claim_sql = $claim_sql:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn checkpoint(&self, source: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let row: Option<(i64,)> = sqlx::query_as("SELECT watermark FROM checkpoints WHERE source = $1")
+                    .bind(source)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row.map(|(ms,)| $crate::store::from_ms(ms)))
+            }
+
+            async fn known_versions(
+                &self,
+                channel: $crate::model::SalesChannel,
+                ids: &[String],
+            ) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let mut known = std::collections::HashMap::new();
+                for id in ids {
+                    let row: Option<(i64,)> =
+                        sqlx::query_as("SELECT last_update FROM orders WHERE channel = $1 AND order_id = $2")
+                            .bind(channel.as_str())
+                            .bind(id)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some((ms,)) = row {
+                        known.insert(id.clone(), $crate::store::from_ms(ms));
+                    }
+                }
+                Ok(known)
+            }
+
+            async fn ingest(
+                &self,
+                source: &str,
+                orders: &[$crate::model::Order],
+                watermark: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::IngestReport, $crate::store::StoreError> {
+                use $crate::store::{sql, to_ms};
+                let mut report = $crate::store::IngestReport::default();
+                let mut tx = self.write_tx().await?;
+                for order in orders {
+                    let hash = sql::content_hash(order)?;
+                    let previous: Option<(String, i64, String, i64)> = sqlx::query_as(
+                        "SELECT status, last_update, content_hash, status_since FROM orders WHERE channel = $1 AND order_id = $2",
+                    )
+                    .bind(order.channel.as_str())
+                    .bind(&order.id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((_, last_update, stored_hash, _)) = &previous {
+                        // The overlap of windows re-reads orders; an older or identical
+                        // version changes nothing.
+                        if *stored_hash == hash || to_ms(order.last_update) < *last_update {
+                            report.unchanged += 1;
+                            continue;
+                        }
+                    }
+                    let since = sql::status_since(order, previous.as_ref().map(|(s, _, _, since)| (s.as_str(), *since)));
+                    sqlx::query(
+                        "INSERT INTO orders (channel, order_id, account, marketplace_id, status, fulfillment, purchase_date, last_update, status_since, first_seen, content_hash, body)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                         ON CONFLICT (channel, order_id) DO UPDATE SET
+                           account = excluded.account, marketplace_id = excluded.marketplace_id, status = excluded.status,
+                           fulfillment = excluded.fulfillment, purchase_date = excluded.purchase_date,
+                           last_update = excluded.last_update, status_since = excluded.status_since,
+                           content_hash = excluded.content_hash, body = excluded.body",
+                    )
+                    .bind(order.channel.as_str())
+                    .bind(&order.id)
+                    .bind(&order.account)
+                    .bind(order.marketplace_id.as_deref())
+                    .bind(order.status.as_str())
+                    .bind(order.fulfillment.map(|f| f.as_str()))
+                    .bind(to_ms(order.purchase_date))
+                    .bind(to_ms(order.last_update))
+                    .bind(to_ms(since))
+                    .bind(to_ms(now))
+                    .bind(&hash)
+                    .bind(sql::order_body(order)?)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM order_items WHERE channel = $1 AND order_id = $2")
+                        .bind(order.channel.as_str())
+                        .bind(&order.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for (position, item) in order.items.iter().enumerate() {
+                        sqlx::query(
+                            "INSERT INTO order_items (channel, order_id, item_id, position, asin, sku, title, quantity_ordered, quantity_shipped, price_amount, price_currency, tax_amount, tax_currency, buyer_requested_cancel, buyer_cancel_reason)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                             ON CONFLICT (channel, order_id, item_id) DO NOTHING",
+                        )
+                        .bind(order.channel.as_str())
+                        .bind(&order.id)
+                        .bind(&item.id)
+                        .bind(position as i64)
+                        .bind(item.asin.as_deref())
+                        .bind(item.sku.as_deref())
+                        .bind(item.title.as_deref())
+                        .bind(item.quantity_ordered)
+                        .bind(item.quantity_shipped)
+                        .bind(item.price.as_ref().map(|m| m.amount.as_str()))
+                        .bind(item.price.as_ref().map(|m| m.currency.as_str()))
+                        .bind(item.tax.as_ref().map(|m| m.amount.as_str()))
+                        .bind(item.tax.as_ref().map(|m| m.currency.as_str()))
+                        .bind(i64::from(item.buyer_requested_cancel))
+                        .bind(item.buyer_cancel_reason.as_deref())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    report.stored += 1;
+                    let from = previous.as_ref().and_then(|(s, ..)| s.parse::<$crate::model::OrderStatus>().ok());
+                    if from != Some(order.status) {
+                        let kind = $crate::model::EventKind::OrderStatusChanged { from, to: order.status };
+                        let payload = serde_json::to_string(&kind).map_err(|e| sql::corrupt("event", e))?;
+                        sqlx::query("INSERT INTO events (subject, kind, payload, at) VALUES ($1, $2, $3, $4)")
+                            .bind(order.subject().as_str())
+                            .bind(kind.name())
+                            .bind(payload)
+                            .bind(to_ms(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        report.events += 1;
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO checkpoints (source, watermark, updated_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (source) DO UPDATE SET
+                       watermark = CASE WHEN excluded.watermark > checkpoints.watermark THEN excluded.watermark ELSE checkpoints.watermark END,
+                       updated_at = excluded.updated_at",
+                )
+                .bind(source)
+                .bind(to_ms(watermark))
+                .bind(to_ms(now))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(report)
+            }
+
+            async fn pending_events(&self, limit: i64) -> Result<Vec<$crate::model::Event>, $crate::store::StoreError> {
+                let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, subject, payload, at FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(id, subject, payload, at)| {
+                        let kind = serde_json::from_str(&payload)
+                            .map_err(|e| $crate::store::sql::corrupt(&format!("event {id}"), e))?;
+                        Ok($crate::model::Event {
+                            id,
+                            subject: $crate::model::Subject::from_stored(subject),
+                            kind,
+                            at: $crate::store::from_ms(at),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn order(
+                &self,
+                channel: $crate::model::SalesChannel,
+                id: &str,
+            ) -> Result<Option<$crate::model::StoredOrder>, $crate::store::StoreError> {
+                use $crate::store::sql;
+                let orders: Vec<sql::OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM orders o WHERE o.channel = $1 AND o.order_id = $2",
+                    sql::ORDER_COLUMNS
+                )))
+                .bind(channel.as_str())
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                let items: Vec<sql::ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM order_items i WHERE i.channel = $1 AND i.order_id = $2 ORDER BY i.position",
+                    sql::ITEM_COLUMNS
+                )))
+                .bind(channel.as_str())
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(sql::assemble(orders, items)?.into_iter().next())
+            }
+
+            async fn open_orders(
+                &self,
+                purchased_after: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::model::StoredOrder>, $crate::store::StoreError> {
+                use $crate::store::{sql, to_ms};
+                const OPEN: &str = "o.status NOT IN ('Canceled', 'Unfulfillable') AND o.purchase_date > $1";
+                let orders: Vec<sql::OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM orders o WHERE {OPEN} ORDER BY o.purchase_date, o.order_id",
+                    sql::ORDER_COLUMNS
+                )))
+                .bind(to_ms(purchased_after))
+                .fetch_all(&self.pool)
+                .await?;
+                let items: Vec<sql::ItemRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM order_items i JOIN orders o ON o.channel = i.channel AND o.order_id = i.order_id WHERE {OPEN} ORDER BY i.position",
+                    sql::ITEM_COLUMNS
+                )))
+                .bind(to_ms(purchased_after))
+                .fetch_all(&self.pool)
+                .await?;
+                sql::assemble(orders, items)
+            }
+
+            async fn plan(
+                &self,
+                event: Option<i64>,
+                actions: &[$crate::model::PlannedAction],
+                mode: $crate::store::PlanMode,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<usize, $crate::store::StoreError> {
+                use $crate::store::{sql, to_ms};
+                let state = match mode {
+                    $crate::store::PlanMode::Live => "planned",
+                    $crate::store::PlanMode::DryRun => "dry_run",
+                };
+                let mut tx = self.write_tx().await?;
+                let mut inserted = 0;
+                for action in actions {
+                    let payload = serde_json::to_string(&action.request).map_err(|e| sql::corrupt("action", e))?;
+                    let row: Option<(i64,)> = sqlx::query_as(
+                        "INSERT INTO outbox (idempotency_key, rule, rule_version, subject, kind, payload, state, next_attempt_at, created_at, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
+                         ON CONFLICT (idempotency_key) DO NOTHING
+                         RETURNING id",
+                    )
+                    .bind(&action.idempotency_key)
+                    .bind(&action.rule)
+                    .bind(&action.rule_version)
+                    .bind(action.subject.as_str())
+                    .bind(action.request.kind())
+                    .bind(&payload)
+                    .bind(state)
+                    .bind(to_ms(now))
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some((id,)) = row {
+                        inserted += 1;
+                        let detail = serde_json::json!({
+                            "rule": action.rule, "rule_version": action.rule_version,
+                            "key": action.idempotency_key, "state": state,
+                        });
+                        sqlx::query("INSERT INTO audit (at, outbox_id, subject, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+                            .bind(to_ms(now))
+                            .bind(id)
+                            .bind(action.subject.as_str())
+                            .bind("planned")
+                            .bind(detail.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                if let Some(event) = event {
+                    sqlx::query("UPDATE events SET processed_at = $1 WHERE id = $2")
+                        .bind(to_ms(now))
+                        .bind(event)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(inserted)
+            }
+
+            async fn claim_due(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease: chrono::Duration,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::ClaimedAction>, $crate::store::StoreError> {
+                use $crate::store::to_ms;
+                let mut tx = self.write_tx().await?;
+                let rows: Vec<(i64, String, String, String, String, String, String, i64, i64)> =
+                    sqlx::query_as($claim_sql)
+                        .bind(owner)
+                        .bind(to_ms(now + lease))
+                        .bind(to_ms(now))
+                        .bind(limit)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                let mut claimed: Vec<_> = rows
+                    .into_iter()
+                    .map(|(id, key, rule, rule_version, subject, kind, payload, attempt, fence)| {
+                        $crate::store::ClaimedAction {
+                            id,
+                            idempotency_key: key,
+                            rule,
+                            rule_version,
+                            subject: $crate::model::Subject::from_stored(subject),
+                            kind,
+                            payload,
+                            attempt,
+                            fence,
+                        }
+                    })
+                    .collect();
+                claimed.sort_by_key(|c| c.id);
+                Ok(claimed)
+            }
+
+            async fn finish(
+                &self,
+                claim: &$crate::store::ClaimedAction,
+                outcome: &$crate::store::Outcome,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                use $crate::store::{Outcome, to_ms};
+                let (next_attempt, error, detail) = match outcome {
+                    Outcome::Done { detail } => (now, None, detail.clone()),
+                    Outcome::Retry { at, error } => (*at, Some(error.as_str()), serde_json::json!({ "error": error, "next_attempt_at": at })),
+                    Outcome::Failed { error } | Outcome::Unknown { error } => (now, Some(error.as_str()), serde_json::json!({ "error": error })),
+                };
+                let mut tx = self.write_tx().await?;
+                let updated = sqlx::query(
+                    "UPDATE outbox SET state = $1, next_attempt_at = $2, last_error = $3, lease_owner = NULL, lease_expires_at = NULL, updated_at = $4
+                     WHERE id = $5 AND fence = $6 AND state = 'claimed'",
+                )
+                .bind(outcome.state())
+                .bind(to_ms(next_attempt))
+                .bind(error)
+                .bind(to_ms(now))
+                .bind(claim.id)
+                .bind(claim.fence)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::StaleLease(claim.id));
+                }
+                let detail = serde_json::json!({ "attempt": claim.attempt, "outcome": outcome.state(), "detail": detail });
+                sqlx::query("INSERT INTO audit (at, outbox_id, subject, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(to_ms(now))
+                    .bind(claim.id)
+                    .bind(claim.subject.as_str())
+                    .bind("attempt")
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn next_due(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let row: (Option<i64>,) = sqlx::query_as(
+                    "SELECT MIN(CASE WHEN state = 'claimed' THEN lease_expires_at ELSE next_attempt_at END) FROM outbox WHERE state IN ('planned', 'retry', 'claimed')",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.0.map($crate::store::from_ms))
+            }
+
+            async fn outbox(&self) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
+                let rows: Vec<(i64, String, String, String, String, String, String, String, i64, Option<String>, i64, i64)> =
+                    sqlx::query_as(
+                        "SELECT id, idempotency_key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created_at, updated_at FROM outbox ORDER BY id",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created, updated)| {
+                        $crate::store::OutboxRow {
+                            id,
+                            idempotency_key: key,
+                            rule,
+                            rule_version,
+                            subject,
+                            kind,
+                            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+                            state,
+                            attempts,
+                            last_error,
+                            created_at: $crate::store::from_ms(created),
+                            updated_at: $crate::store::from_ms(updated),
+                        }
+                    })
+                    .collect())
+            }
+
+            async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<$crate::store::AuditEntry>, $crate::store::StoreError> {
+                let rows: Vec<(i64, Option<i64>, String, String, String)> = sqlx::query_as(
+                    "SELECT at, outbox_id, subject, kind, detail FROM audit WHERE $1 IS NULL OR subject = $1 ORDER BY id",
+                )
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(at, outbox_id, subject, kind, detail)| $crate::store::AuditEntry {
+                        at: $crate::store::from_ms(at),
+                        outbox_id,
+                        subject,
+                        kind,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                    })
+                    .collect())
+            }
+        }
+    };
+}
+
+pub(super) use sql_store;

@@ -1,0 +1,83 @@
+//! SQLite: the default store, one file, one instance. The instance lock is an exclusive
+//! lock on `<file>.lock`, released by the OS when the process dies, so a crash never
+//! leaves a stale lock and a second live instance is refused at once.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use super::StoreError;
+use super::sql::sql_store;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+    /// Held for the store's lifetime; dropping it releases the instance lock.
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Open (creating on first run) the database file, take the instance lock and
+    /// apply the migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| open_error(e.to_string()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(path.display().to_string())),
+            Err(std::fs::TryLockError::Error(e)) => return Err(open_error(e.to_string())),
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::Database)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a committed outbox state survives a power cut, not only a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        Ok(Self { pool, path: path.to_owned(), _lock: lock })
+    }
+
+    /// Write transactions take the write lock up front, so two writers queue on
+    /// `busy_timeout` instead of failing when a read lock cannot be upgraded.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+sql_store!(
+    SqliteStore,
+    backend = "sqlite",
+    claim_sql = "UPDATE outbox SET state = 'claimed', lease_owner = $1, lease_expires_at = $2, fence = fence + 1, attempts = attempts + 1, updated_at = $3
+        WHERE id IN (
+            SELECT id FROM outbox
+            WHERE (state IN ('planned', 'retry') AND next_attempt_at <= $3) OR (state = 'claimed' AND lease_expires_at < $3)
+            ORDER BY id LIMIT $4)
+        RETURNING id, idempotency_key, rule, rule_version, subject, kind, payload, attempts, fence"
+);
