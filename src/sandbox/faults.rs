@@ -1,0 +1,287 @@
+//! Fault injection: a queue of planned misbehaviours (throttling, server errors, slow or
+//! truncated answers) that matching requests receive instead of the normal answer.
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::Operation;
+
+/// One planned fault. Matching requests consume `times`; the fault leaves the queue
+/// when it reaches zero.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fault {
+    /// `getOrders`, `getOrder`, `getOrderItems`, `lwa.token`, `chat.slack`, `chat.<kind>`,
+    /// or `*` for any operation.
+    pub operation: String,
+    /// Only this page: 1 = the request without `NextToken`, 2 = the request carrying the
+    /// token from page 1, and so on (retries of a page are the same page).
+    /// Operations without paging are always page 1.
+    pub page: Option<u32>,
+    /// How many matching requests get the fault.
+    pub times: u32,
+    /// Status to answer with, in the upstream's error shape (429: `QuotaExceeded`,
+    /// 5xx: `InternalFailure` for SP-API).
+    pub status: Option<u16>,
+    /// Adds `Retry-After: <seconds>`.
+    pub retry_after: Option<u64>,
+    /// Answer 200 with the normal body cut in half (invalid JSON).
+    pub malformed: bool,
+    /// Wait this long before answering (alone: a slow but otherwise normal answer).
+    pub delay_ms: Option<u64>,
+}
+
+impl Default for Fault {
+    fn default() -> Self {
+        Self {
+            operation: "*".to_owned(),
+            page: None,
+            times: 1,
+            status: None,
+            retry_after: None,
+            malformed: false,
+            delay_ms: None,
+        }
+    }
+}
+
+impl Fault {
+    /// Answer `status` once for `operation`.
+    pub fn status(operation: impl Into<String>, status: u16) -> Self {
+        Self {
+            operation: operation.into(),
+            status: Some(status),
+            ..Self::default()
+        }
+    }
+
+    /// A 200 with a truncated body, once, for `operation`.
+    pub fn malformed(operation: impl Into<String>) -> Self {
+        Self {
+            operation: operation.into(),
+            malformed: true,
+            ..Self::default()
+        }
+    }
+
+    /// A normal answer delayed by `ms`, once, for `operation`.
+    pub fn delay(operation: impl Into<String>, ms: u64) -> Self {
+        Self {
+            operation: operation.into(),
+            delay_ms: Some(ms),
+            ..Self::default()
+        }
+    }
+
+    pub fn on_page(mut self, page: u32) -> Self {
+        self.page = Some(page);
+        self
+    }
+
+    pub fn times(mut self, times: u32) -> Self {
+        self.times = times;
+        self
+    }
+
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    pub fn delay_ms(mut self, ms: u64) -> Self {
+        self.delay_ms = Some(ms);
+        self
+    }
+
+    /// Refuses what cannot be answered: unknown status codes.
+    pub(super) fn check(&self) -> Result<(), String> {
+        if let Some(status) = self.status
+            && !(100..=599).contains(&status)
+        {
+            return Err(format!("fault status {status} is not an HTTP status"));
+        }
+        Ok(())
+    }
+
+    fn matches(&self, operation: &str, page: Option<u32>) -> bool {
+        self.times > 0
+            && (self.operation == "*" || self.operation == operation)
+            && self.page.is_none_or(|p| Some(p) == page)
+    }
+}
+
+/// The pending faults, first match wins.
+#[derive(Debug, Default)]
+pub(super) struct FaultQueue {
+    faults: Vec<Fault>,
+}
+
+impl FaultQueue {
+    pub(super) fn push(&mut self, fault: Fault) {
+        if fault.times > 0 {
+            self.faults.push(fault);
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.faults.clear();
+    }
+
+    pub(super) fn pending(&self) -> Vec<Fault> {
+        self.faults.clone()
+    }
+
+    /// Consumes one use of the first fault matching this request.
+    pub(super) fn take(&mut self, operation: &str, page: Option<u32>) -> Option<Fault> {
+        let index = self
+            .faults
+            .iter()
+            .position(|f| f.matches(operation, page))?;
+        let fault = &mut self.faults[index];
+        fault.times -= 1;
+        let taken = fault.clone();
+        if fault.times == 0 {
+            self.faults.remove(index);
+        }
+        Some(taken)
+    }
+}
+
+/// Answers `req` as `fault` says, running the normal handler only when the fault needs
+/// its answer (delay alone, or malformed).
+pub(super) async fn apply(
+    fault: &Fault,
+    operation: &Operation,
+    req: Request,
+    next: Next,
+) -> Response {
+    if let Some(ms) = fault.delay_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut response = if fault.malformed {
+        truncate(next.run(req).await).await
+    } else {
+        match fault.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+            Some(status) if status != StatusCode::OK => error_response(operation, status),
+            _ => next.run(req).await,
+        }
+    };
+    if let Some(seconds) = fault.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A 200 whose body stops halfway: what a cut connection or a broken proxy delivers.
+async fn truncate(response: Response) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let cut = if bytes.len() >= 4 {
+        bytes.slice(..bytes.len() / 2).to_vec()
+    } else {
+        br#"{"payload":{"Orders":[{"AmazonOrderId":"11"#.to_vec()
+    };
+    parts.status = StatusCode::OK;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(cut))
+}
+
+/// An error in the shape the faulted upstream uses.
+fn error_response(operation: &Operation, status: StatusCode) -> Response {
+    let code = status.as_u16();
+    match operation {
+        Operation::LwaToken => {
+            let (error, description) = match code {
+                429 | 503 => (
+                    "temporarily_unavailable",
+                    "The server is temporarily unavailable. Try again later.",
+                ),
+                500..=599 => ("server_error", "The server encountered an internal error."),
+                401 => ("invalid_client", "Client authentication failed"),
+                _ => ("invalid_request", "The request could not be processed."),
+            };
+            (
+                status,
+                axum::Json(json!({"error": error, "error_description": description})),
+            )
+                .into_response()
+        }
+        Operation::Chat(kind) if kind == "slack" => {
+            // Slack answers webhooks in plain text.
+            let text = match code {
+                429 => "rate_limited",
+                404 => "no_service",
+                403 => "invalid_token",
+                410 => "channel_is_archived",
+                500..=599 => "internal_error",
+                _ => "invalid_payload",
+            };
+            (status, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
+        }
+        Operation::Chat(_) => {
+            let reason = status.canonical_reason().unwrap_or("error");
+            (status, axum::Json(json!({"error": reason}))).into_response()
+        }
+        // SP-API operations, and anything unknown under its paths.
+        _ => {
+            let (code, message) = match code {
+                429 => (
+                    "QuotaExceeded",
+                    "You exceeded your quota for the requested resource.",
+                ),
+                500..=599 => (
+                    "InternalFailure",
+                    "We encountered an internal error. Please try again.",
+                ),
+                400 => ("InvalidInput", "Invalid Input"),
+                403 => ("Unauthorized", "Access to requested resource is denied."),
+                404 => ("NotFound", "The requested resource was not found."),
+                _ => ("InvalidInput", "The request could not be processed."),
+            };
+            super::amazon::error_response(status, code, message, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_match_operation_and_page_and_run_out() {
+        let mut queue = FaultQueue::default();
+        queue.push(Fault::status("getOrders", 500).on_page(2).times(2));
+        queue.push(Fault::status("getOrder", 429));
+        queue.push(Fault::status("getOrder", 500).times(0));
+        assert_eq!(queue.take("getOrders", Some(1)), None);
+        assert!(queue.take("getOrders", Some(2)).is_some());
+        assert!(queue.take("getOrders", Some(2)).is_some());
+        assert_eq!(queue.take("getOrders", Some(2)), None);
+        assert_eq!(
+            queue.take("getOrder", Some(1)).and_then(|f| f.status),
+            Some(429)
+        );
+        assert_eq!(queue.take("getOrder", Some(1)), None);
+        assert!(queue.pending().is_empty());
+    }
+
+    #[test]
+    fn faults_parse_from_json_with_defaults() {
+        let fault: Fault =
+            serde_json::from_str(r#"{"operation":"getOrders","status":429,"retry_after":2}"#)
+                .unwrap();
+        assert_eq!(fault.times, 1);
+        assert_eq!(fault.page, None);
+        assert!(!fault.malformed);
+        assert!(Fault::status("x", 1000).check().is_err());
+    }
+}
