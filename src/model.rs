@@ -132,7 +132,10 @@ pub struct UnknownValue {
 
 impl UnknownValue {
     fn new(what: &'static str, value: &str) -> Self {
-        Self { what, value: value.to_owned() }
+        Self {
+            what,
+            value: value.to_owned(),
+        }
     }
 }
 
@@ -244,7 +247,10 @@ impl fmt::Display for Subject {
 #[serde(tag = "type")]
 pub enum EventKind {
     /// A new order (`from` is `None`) or a status change.
-    OrderStatusChanged { from: Option<OrderStatus>, to: OrderStatus },
+    OrderStatusChanged {
+        from: Option<OrderStatus>,
+        to: OrderStatus,
+    },
 }
 
 impl EventKind {
@@ -315,13 +321,19 @@ mod tests {
     fn order_subject_names_channel_and_id() {
         let subject = Subject::order(SalesChannel::Amazon, "113-4829301-5520617");
         assert_eq!(subject.as_str(), "order:amazon/113-4829301-5520617");
-        assert_eq!(subject.as_order(), Some((SalesChannel::Amazon, "113-4829301-5520617")));
+        assert_eq!(
+            subject.as_order(),
+            Some((SalesChannel::Amazon, "113-4829301-5520617"))
+        );
         assert_eq!(Subject::named("schedule", "nightly").as_order(), None);
     }
 
     #[test]
     fn action_requests_serialise_with_their_kind() {
-        let alert = ActionRequest::Alert { channel: "ops".into(), text: "hi".into() };
+        let alert = ActionRequest::Alert {
+            channel: "ops".into(),
+            text: "hi".into(),
+        };
         let json = serde_json::to_value(&alert).unwrap_or_default();
         assert_eq!(json["kind"], "alert");
         assert_eq!(json["channel"], "ops");

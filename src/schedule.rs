@@ -28,7 +28,9 @@ impl fmt::Debug for Schedule {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
-    #[error("a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; {0:?} has {1}")]
+    #[error(
+        "a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; {0:?} has {1}"
+    )]
     FieldCount(String, usize),
     #[error(
         "day-of-week {0:?}: use names (MON-FRI) or single Unix numbers and ranges (0 or 7 = Sunday); steps over numbers are ambiguous"
@@ -50,11 +52,17 @@ impl Schedule {
 
     /// Parse a schedule evaluated in an IANA time zone.
     pub fn parse_in(expr: &str, tz: &str) -> Result<Self, ScheduleError> {
-        let tz: Tz = tz.parse().map_err(|_| ScheduleError::TimeZone(tz.to_owned()))?;
+        let tz: Tz = tz
+            .parse()
+            .map_err(|_| ScheduleError::TimeZone(tz.to_owned()))?;
         let quartz = to_quartz(expr)?;
         let inner = cron::Schedule::from_str(&quartz)
             .map_err(|e| ScheduleError::Invalid(expr.to_owned(), e.to_string()))?;
-        Ok(Self { source: expr.to_owned(), inner, tz })
+        Ok(Self {
+            source: expr.to_owned(),
+            inner,
+            tz,
+        })
     }
 
     /// The next fire strictly after `after`.
@@ -87,7 +95,10 @@ fn to_quartz(expr: &str) -> Result<String, ScheduleError> {
         n => return Err(ScheduleError::FieldCount(expr.to_owned(), n)),
     };
     let day_of_week = unix_day_of_week(rest[4])?;
-    Ok(format!("{seconds} {} {} {} {} {day_of_week}", rest[0], rest[1], rest[2], rest[3]))
+    Ok(format!(
+        "{seconds} {} {} {} {} {day_of_week}",
+        rest[0], rest[1], rest[2], rest[3]
+    ))
 }
 
 /// Numbers become names (0 and 7 are Sunday); ranges are expanded so wrap-around
@@ -134,7 +145,9 @@ mod tests {
     use chrono::{Datelike, TimeZone, Timelike, Weekday};
 
     fn at(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, min, 0).single().unwrap_or_default()
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .unwrap_or_default()
     }
 
     #[test]
@@ -150,11 +163,17 @@ mod tests {
         let s = Schedule::parse("0 9 * * 1-5").map_err(|e| e.to_string());
         let next = s.ok().and_then(|s| s.next_after(at(2026, 11, 22, 0, 0)));
         assert_eq!(next.map(|t| t.weekday()), Some(Weekday::Mon));
-        let sunday = Schedule::parse("0 9 * * 0").ok().and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
+        let sunday = Schedule::parse("0 9 * * 0")
+            .ok()
+            .and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
         assert_eq!(sunday.map(|t| t.weekday()), Some(Weekday::Sun));
-        let seven = Schedule::parse("0 9 * * 7").ok().and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
+        let seven = Schedule::parse("0 9 * * 7")
+            .ok()
+            .and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
         assert_eq!(seven, sunday);
-        let weekend = Schedule::parse("0 9 * * 5-7").ok().and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
+        let weekend = Schedule::parse("0 9 * * 5-7")
+            .ok()
+            .and_then(|s| s.next_after(at(2026, 11, 23, 0, 0)));
         assert_eq!(weekend.map(|t| t.weekday()), Some(Weekday::Fri));
     }
 
@@ -167,22 +186,47 @@ mod tests {
 
     #[test]
     fn ambiguous_or_malformed_expressions_are_rejected() {
-        assert!(matches!(Schedule::parse("* * * *"), Err(ScheduleError::FieldCount(_, 4))));
-        assert!(matches!(Schedule::parse("0 9 * * */2"), Err(ScheduleError::DayOfWeek(_))));
-        assert!(matches!(Schedule::parse("0 9 * * 8"), Err(ScheduleError::DayOfWeek(_))));
-        assert!(matches!(Schedule::parse("0 25 * * *"), Err(ScheduleError::Invalid(..))));
-        assert!(matches!(Schedule::parse_in("0 9 * * *", "Mars/Olympus"), Err(ScheduleError::TimeZone(_))));
+        assert!(matches!(
+            Schedule::parse("* * * *"),
+            Err(ScheduleError::FieldCount(_, 4))
+        ));
+        assert!(matches!(
+            Schedule::parse("0 9 * * */2"),
+            Err(ScheduleError::DayOfWeek(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("0 9 * * 8"),
+            Err(ScheduleError::DayOfWeek(_))
+        ));
+        assert!(matches!(
+            Schedule::parse("0 25 * * *"),
+            Err(ScheduleError::Invalid(..))
+        ));
+        assert!(matches!(
+            Schedule::parse_in("0 9 * * *", "Mars/Olympus"),
+            Err(ScheduleError::TimeZone(_))
+        ));
     }
 
     #[test]
     fn fall_back_fires_once() {
         // America/New_York leaves DST on 2026-11-01 at 02:00 local; 01:30 happens twice.
         let s = Schedule::parse_in("30 1 * * *", "America/New_York").ok();
-        let Some(s) = s else { panic!("schedule did not parse") };
+        let Some(s) = s else {
+            panic!("schedule did not parse")
+        };
         let first = s.next_after(at(2026, 11, 1, 4, 0)); // 00:00 EDT
-        let Some(first) = first else { panic!("no fire") };
+        let Some(first) = first else {
+            panic!("no fire")
+        };
         let second = s.next_after(first);
-        assert_eq!(second.map(|t| t.with_timezone(&chrono_tz::America::New_York).day()), Some(2));
-        assert_eq!(second.map(|t| t.with_timezone(&chrono_tz::America::New_York).hour()), Some(1));
+        assert_eq!(
+            second.map(|t| t.with_timezone(&chrono_tz::America::New_York).day()),
+            Some(2)
+        );
+        assert_eq!(
+            second.map(|t| t.with_timezone(&chrono_tz::America::New_York).hour()),
+            Some(1)
+        );
     }
 }

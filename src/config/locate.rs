@@ -15,10 +15,10 @@ impl LineIndex {
     /// the parse error with its own position before validation runs).
     pub fn build(text: &str) -> Self {
         let mut index = LineIndex::default();
-        if let Ok(docs) = MarkedYaml::load_from_str(text) {
-            if let Some(root) = docs.first() {
-                index.walk(root, String::new());
-            }
+        if let Ok(docs) = MarkedYaml::load_from_str(text)
+            && let Some(root) = docs.first()
+        {
+            index.walk(root, String::new());
         }
         index
     }
@@ -39,8 +39,14 @@ impl LineIndex {
         match &node.data {
             YamlData::Mapping(map) => {
                 for (key, value) in map {
-                    let Some(name) = key.data.as_str() else { continue };
-                    let child = if path.is_empty() { name.to_owned() } else { format!("{path}.{name}") };
+                    let Some(name) = key.data.as_str() else {
+                        continue;
+                    };
+                    let child = if path.is_empty() {
+                        name.to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
                     self.lines.insert(child.clone(), key.span.start.line());
                     self.walk(value, child);
                 }

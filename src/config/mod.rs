@@ -4,8 +4,8 @@
 //! Validation is pure: it reads no environment, file or network. Secrets stay references
 //! here and are resolved by the daemon's build step (see [`secret`]).
 
-pub mod secret;
 mod locate;
+pub mod secret;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -258,7 +258,10 @@ pub struct ExecutorConfig {
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
-        Self { max_attempts: 10, lease_seconds: 300 }
+        Self {
+            max_attempts: 10,
+            lease_seconds: 300,
+        }
     }
 }
 
@@ -345,7 +348,10 @@ pub struct AmazonAccount {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelConfig {
-    Slack { webhook_url: SecretRef, username: Option<String> },
+    Slack {
+        webhook_url: SecretRef,
+        username: Option<String>,
+    },
 }
 
 // ---------------------------------------------------------------------------------------
@@ -381,7 +387,11 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(f, "{n} problem{} in the config:", if n == 1 { "" } else { "s" })?;
+        writeln!(
+            f,
+            "{n} problem{} in the config:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for error in &self.0 {
             writeln!(f, "  {error}")?;
         }
@@ -421,10 +431,19 @@ impl Config {
                 Some((key, rest)) if !key.contains(' ') => (key.to_owned(), rest.to_owned()),
                 _ => (String::new(), message),
             };
-            ConfigErrors(vec![ConfigError { file: path.to_owned(), line, key, message }])
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line,
+                key,
+                message,
+            }])
         })?;
         let lines = locate::LineIndex::build(text);
-        let mut v = Validator { file: path.to_owned(), lines, errors: Vec::new() };
+        let mut v = Validator {
+            file: path.to_owned(),
+            lines,
+            errors: Vec::new(),
+        };
         let config = v.validate(raw, path);
         match config {
             Some(config) if v.errors.is_empty() => Ok(config),
@@ -504,32 +523,56 @@ impl Validator {
             limits.max_map_size = l.max_map_size.unwrap_or(limits.max_map_size);
             limits.max_call_levels = l.max_call_levels.unwrap_or(limits.max_call_levels);
             if limits.max_operations == 0 {
-                self.error("rules.limits.max_operations", "0 would mean unlimited; give a limit");
+                self.error(
+                    "rules.limits.max_operations",
+                    "0 would mean unlimited; give a limit",
+                );
             }
             if limits.timeout_ms == 0 || limits.timeout_ms > 10_000 {
                 self.error("rules.limits.timeout_ms", "must be between 1 and 10000 ms");
             }
         }
-        let rules = RulesConfig { dir: base.join(&raw.rules.dir), limits };
+        let rules = RulesConfig {
+            dir: base.join(&raw.rules.dir),
+            limits,
+        };
 
-        let server_listen = raw.server.as_ref().and_then(|s| match s.listen.parse::<SocketAddr>() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                self.error("server.listen", format!("{:?} is not an address such as 127.0.0.1:9464", s.listen));
-                None
-            }
-        });
+        let server_listen =
+            raw.server
+                .as_ref()
+                .and_then(|s| match s.listen.parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        self.error(
+                            "server.listen",
+                            format!("{:?} is not an address such as 127.0.0.1:9464", s.listen),
+                        );
+                        None
+                    }
+                });
 
-        let sweep_expr = raw.sweep.as_ref().map_or("*/15 * * * *", |s| s.schedule.as_str());
+        let sweep_expr = raw
+            .sweep
+            .as_ref()
+            .map_or("*/15 * * * *", |s| s.schedule.as_str());
         let sweep_schedule = self.schedule("sweep.schedule", sweep_expr);
-        let max_age_days = raw.sweep.as_ref().and_then(|s| s.max_age_days).unwrap_or(90);
+        let max_age_days = raw
+            .sweep
+            .as_ref()
+            .and_then(|s| s.max_age_days)
+            .unwrap_or(90);
         let max_age_days = self.range("sweep.max_age_days", max_age_days, 1, 730);
 
         let mut executor = ExecutorConfig::default();
         if let Some(e) = &raw.executor {
             executor.max_attempts = e.max_attempts.unwrap_or(executor.max_attempts);
             executor.lease_seconds = e.lease_seconds.unwrap_or(executor.lease_seconds);
-            self.range("executor.max_attempts", i64::from(executor.max_attempts), 1, 30);
+            self.range(
+                "executor.max_attempts",
+                i64::from(executor.max_attempts),
+                1,
+                30,
+            );
             self.range("executor.lease_seconds", executor.lease_seconds, 5, 3600);
         }
 
@@ -542,8 +585,16 @@ impl Validator {
             match channel.kind {
                 ChannelKind::Slack => match channel.webhook_url {
                     Some(url) => {
-                        if let Some(webhook_url) = self.secret(&format!("{key}.webhook_url"), &url, &base) {
-                            channels.insert(name, ChannelConfig::Slack { webhook_url, username: channel.username });
+                        if let Some(webhook_url) =
+                            self.secret(&format!("{key}.webhook_url"), &url, &base)
+                        {
+                            channels.insert(
+                                name,
+                                ChannelConfig::Slack {
+                                    webhook_url,
+                                    username: channel.username,
+                                },
+                            );
                         }
                     }
                     None => self.error(&key, "a slack channel needs webhook_url"),
@@ -551,17 +602,32 @@ impl Validator {
             }
         }
 
-        let amazon_app_name =
-            raw.amazon.as_ref().and_then(|a| a.app_name.clone()).unwrap_or_else(|| "nightdesk".to_owned());
+        let amazon_app_name = raw
+            .amazon
+            .as_ref()
+            .and_then(|a| a.app_name.clone())
+            .unwrap_or_else(|| "nightdesk".to_owned());
         let mut amazon = Vec::new();
         let mut names = BTreeSet::new();
-        for (i, account) in raw.amazon.map(|a| a.accounts).unwrap_or_default().into_iter().enumerate() {
+        for (i, account) in raw
+            .amazon
+            .map(|a| a.accounts)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let key = format!("amazon.accounts[{i}]");
             if !valid_name(&account.name) {
-                self.error(&format!("{key}.name"), "account names use letters, digits, '-' and '_'");
+                self.error(
+                    &format!("{key}.name"),
+                    "account names use letters, digits, '-' and '_'",
+                );
             }
             if !names.insert(account.name.clone()) {
-                self.error(&format!("{key}.name"), format!("account {:?} is named twice", account.name));
+                self.error(
+                    &format!("{key}.name"),
+                    format!("account {:?} is named twice", account.name),
+                );
             }
             if let Some(account) = self.amazon_account(&key, account, &base) {
                 amazon.push(account);
@@ -574,7 +640,10 @@ impl Validator {
             store: store?,
             rules,
             server_listen,
-            sweep: SweepConfig { schedule: sweep_schedule?, max_age_days },
+            sweep: SweepConfig {
+                schedule: sweep_schedule?,
+                max_age_days,
+            },
             executor,
             amazon_app_name,
             amazon,
@@ -602,16 +671,30 @@ impl Validator {
         None
     }
 
-    fn amazon_account(&mut self, key: &str, raw: RawAmazonAccount, base: &Path) -> Option<AmazonAccount> {
+    fn amazon_account(
+        &mut self,
+        key: &str,
+        raw: RawAmazonAccount,
+        base: &Path,
+    ) -> Option<AmazonAccount> {
         let region = AmazonRegion::parse(&raw.region);
         if region.is_none() {
-            self.error(&format!("{key}.region"), format!("{:?} is not one of na, eu, fe", raw.region));
+            self.error(
+                &format!("{key}.region"),
+                format!("{:?} is not one of na, eu, fe", raw.region),
+            );
         }
         if raw.marketplaces.is_empty() {
-            self.error(&format!("{key}.marketplaces"), "name at least one marketplace id");
+            self.error(
+                &format!("{key}.marketplaces"),
+                "name at least one marketplace id",
+            );
         }
         if raw.marketplaces.len() > 50 {
-            self.error(&format!("{key}.marketplaces"), "getOrders takes at most 50 marketplace ids");
+            self.error(
+                &format!("{key}.marketplaces"),
+                "getOrders takes at most 50 marketplace ids",
+            );
         }
         for (j, id) in raw.marketplaces.iter().enumerate() {
             let mkey = format!("{key}.marketplaces[{j}]");
@@ -619,7 +702,11 @@ impl Validator {
                 None => self.error(&mkey, format!("{id:?} is not an Amazon marketplace id")),
                 Some((_, country, r)) if Some(*r) != region && region.is_some() => self.error(
                     &mkey,
-                    format!("{id} ({country}) is served by the {} region, not {}", r.code(), raw.region),
+                    format!(
+                        "{id} ({country}) is served by the {} region, not {}",
+                        r.code(),
+                        raw.region
+                    ),
                 ),
                 Some(_) => {}
             }
@@ -637,9 +724,18 @@ impl Validator {
             &format!("{key}.lwa_endpoint"),
             raw.lwa_endpoint.as_deref().unwrap_or(DEFAULT_LWA_ENDPOINT),
         );
-        let overlap_minutes = self.range(&format!("{key}.overlap_minutes"), raw.overlap_minutes.unwrap_or(10), 0, 1440);
-        let initial_lookback_days =
-            self.range(&format!("{key}.initial_lookback_days"), raw.initial_lookback_days.unwrap_or(7), 1, 730);
+        let overlap_minutes = self.range(
+            &format!("{key}.overlap_minutes"),
+            raw.overlap_minutes.unwrap_or(10),
+            0,
+            1440,
+        );
+        let initial_lookback_days = self.range(
+            &format!("{key}.initial_lookback_days"),
+            raw.initial_lookback_days.unwrap_or(7),
+            1,
+            730,
+        );
         let client_secret = self.secret(&format!("{key}.client_secret"), &raw.client_secret, base);
         let refresh_token = self.secret(&format!("{key}.refresh_token"), &raw.refresh_token, base);
         let page_size = raw.page_size.unwrap_or(100);
@@ -662,7 +758,10 @@ impl Validator {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 #[cfg(test)]

@@ -30,8 +30,7 @@ impl fmt::Display for SecretRef {
     }
 }
 
-pub const SECRET_FORM: &str =
-    "a secret must be a reference, `env:NAME` or `file:PATH`; literal secrets are not allowed in the config";
+pub const SECRET_FORM: &str = "a secret must be a reference, `env:NAME` or `file:PATH`; literal secrets are not allowed in the config";
 
 impl SecretRef {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -42,7 +41,9 @@ impl SecretRef {
             return if valid {
                 Ok(SecretRef::Env(name.to_owned()))
             } else {
-                Err(format!("`env:{name}` is not a valid environment variable name"))
+                Err(format!(
+                    "`env:{name}` is not a valid environment variable name"
+                ))
             };
         }
         if let Some(path) = text.strip_prefix("file:") {
@@ -87,7 +88,9 @@ impl fmt::Debug for SecretResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut names: Vec<&String> = self.overrides.keys().collect();
         names.sort();
-        f.debug_struct("SecretResolver").field("overrides", &names).finish()
+        f.debug_struct("SecretResolver")
+            .field("overrides", &names)
+            .finish()
     }
 }
 
@@ -98,7 +101,8 @@ impl SecretResolver {
 
     /// Answer `env:NAME` with `value` instead of the process environment.
     pub fn with_override(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.overrides.insert(name.to_owned(), SecretString::from(value.into()));
+        self.overrides
+            .insert(name.to_owned(), SecretString::from(value.into()));
         self
     }
 
@@ -133,15 +137,23 @@ mod tests {
 
     #[test]
     fn literal_text_is_refused_without_being_echoed() {
-        let err = SecretRef::parse("xoxb-very-secret").err().unwrap_or_default();
+        let err = SecretRef::parse("xoxb-very-secret")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("env:NAME"));
         assert!(!err.contains("xoxb"));
     }
 
     #[test]
     fn references_parse() {
-        assert_eq!(SecretRef::parse("env:SLACK_URL"), Ok(SecretRef::Env("SLACK_URL".into())));
-        assert_eq!(SecretRef::parse("file:/run/creds/x"), Ok(SecretRef::File("/run/creds/x".into())));
+        assert_eq!(
+            SecretRef::parse("env:SLACK_URL"),
+            Ok(SecretRef::Env("SLACK_URL".into()))
+        );
+        assert_eq!(
+            SecretRef::parse("file:/run/creds/x"),
+            Ok(SecretRef::File("/run/creds/x".into()))
+        );
         assert!(SecretRef::parse("env:1BAD").is_err());
         assert!(SecretRef::parse("file:").is_err());
     }
@@ -153,16 +165,25 @@ mod tests {
         let path = dir.path().join("token");
         assert!(std::fs::write(&path, "s3cr3t\n").is_ok());
         let secret = SecretResolver::from_env().resolve(&SecretRef::File(path));
-        assert_eq!(secret.map(|s| s.expose_secret().to_owned()), Ok("s3cr3t".to_owned()));
+        assert_eq!(
+            secret.map(|s| s.expose_secret().to_owned()),
+            Ok("s3cr3t".to_owned())
+        );
     }
 
     #[test]
     fn overrides_win_and_missing_names_are_reported() {
         let resolver = SecretResolver::from_env().with_override("NIGHTDESK_TEST_X", "canary-93f1");
         let got = resolver.resolve(&SecretRef::Env("NIGHTDESK_TEST_X".into()));
-        assert_eq!(got.map(|s| s.expose_secret().to_owned()), Ok("canary-93f1".to_owned()));
+        assert_eq!(
+            got.map(|s| s.expose_secret().to_owned()),
+            Ok("canary-93f1".to_owned())
+        );
         let missing = resolver.resolve(&SecretRef::Env("NIGHTDESK_SURELY_UNSET_42".into()));
-        assert_eq!(missing.err(), Some(SecretError::MissingEnv("NIGHTDESK_SURELY_UNSET_42".into())));
+        assert_eq!(
+            missing.err(),
+            Some(SecretError::MissingEnv("NIGHTDESK_SURELY_UNSET_42".into()))
+        );
         let debug = format!("{resolver:?}");
         assert!(debug.contains("NIGHTDESK_TEST_X") && !debug.contains("canary-93f1"));
     }

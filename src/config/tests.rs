@@ -11,16 +11,25 @@ fn shipped_configs_are_valid() {
     for file in ["config/nightdesk.example.yaml", "config/demo.yaml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         let loaded = Config::load(&path);
-        assert!(loaded.is_ok(), "{file}: {}", loaded.err().map(|e| e.to_string()).unwrap_or_default());
+        assert!(
+            loaded.is_ok(),
+            "{file}: {}",
+            loaded.err().map(|e| e.to_string()).unwrap_or_default()
+        );
     }
 }
 
 #[test]
 fn minimal_config_gets_defaults() {
     let config = parse(MINIMAL).map_err(|e| e.to_string());
-    let Ok(config) = config else { panic!("{config:?}") };
+    let Ok(config) = config else {
+        panic!("{config:?}")
+    };
     assert_eq!(config.mode, Mode::Live);
-    assert_eq!(config.store, StoreTarget::Sqlite(PathBuf::from("config/x.db")));
+    assert_eq!(
+        config.store,
+        StoreTarget::Sqlite(PathBuf::from("config/x.db"))
+    );
     assert_eq!(config.rules.dir, PathBuf::from("config/rules"));
     assert_eq!(config.rules.limits, RuleLimits::default());
     assert!(config.amazon.is_empty());
@@ -35,8 +44,16 @@ fn unknown_key_names_file_line_and_key() {
     assert_eq!(e.file, PathBuf::from("config/test.yaml"));
     assert_eq!(e.line, Some(3));
     assert_eq!(e.key, "store");
-    assert!(e.message.contains("unknown field `colour`"), "{}", e.message);
-    assert!(e.to_string().starts_with("config/test.yaml:3: store: unknown field `colour`"), "{e}");
+    assert!(
+        e.message.contains("unknown field `colour`"),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.to_string()
+            .starts_with("config/test.yaml:3: store: unknown field `colour`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -59,11 +76,18 @@ amazon:
       schedule: \"* * * *\"
 ";
     let errors = parse(text).err().map(|e| e.0).unwrap_or_default();
-    let found: Vec<(Option<usize>, &str)> = errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+    let found: Vec<(Option<usize>, &str)> =
+        errors.iter().map(|e| (e.line, e.key.as_str())).collect();
     assert!(found.contains(&(Some(2), "store.url")), "{found:?}");
     assert!(found.contains(&(Some(6), "sweep.schedule")), "{found:?}");
-    assert!(found.contains(&(Some(10), "amazon.accounts[0].region")), "{found:?}");
-    assert!(found.contains(&(Some(15), "amazon.accounts[0].schedule")), "{found:?}");
+    assert!(
+        found.contains(&(Some(10), "amazon.accounts[0].region")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Some(15), "amazon.accounts[0].schedule")),
+        "{found:?}"
+    );
     assert_eq!(errors.len(), 4, "{errors:?}");
 }
 
@@ -72,24 +96,39 @@ fn marketplace_must_belong_to_the_region() {
     let text = format!(
         "{MINIMAL}amazon:\n  accounts:\n    - name: us\n      region: na\n      marketplaces: [A1PA6795UKMFR9]\n      client_id: a\n      client_secret: env:A\n      refresh_token: env:B\n      schedule: \"* * * * *\"\n"
     );
-    let errors = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
+    let errors = parse(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(errors.contains("config/test.yaml:9: amazon.accounts[0].marketplaces[0]: A1PA6795UKMFR9 (DE) is served by the eu region"), "{errors}");
 }
 
 #[test]
 fn a_literal_secret_is_refused_and_not_echoed() {
-    let text = format!("{MINIMAL}channels:\n  ops:\n    type: slack\n    webhook_url: https://hooks.slack.com/services/T1/B2/s3cr3t\n");
-    let errors = parse(&text).err().map(|e| e.to_string()).unwrap_or_default();
+    let text = format!(
+        "{MINIMAL}channels:\n  ops:\n    type: slack\n    webhook_url: https://hooks.slack.com/services/T1/B2/s3cr3t\n"
+    );
+    let errors = parse(&text)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(errors.contains("env:NAME"), "{errors}");
-    assert!(errors.contains("config/test.yaml:8: channels.ops.webhook_url: a secret must be a reference"), "{errors}");
+    assert!(
+        errors
+            .contains("config/test.yaml:8: channels.ops.webhook_url: a secret must be a reference"),
+        "{errors}"
+    );
     assert!(!errors.contains("s3cr3t"), "{errors}");
 }
 
 #[test]
 fn postgres_password_is_hidden_in_debug_and_display() {
-    let text = "store:\n  url: postgres://nightdesk:hunter2@db.internal/nightdesk\nrules:\n  dir: rules\n";
+    let text =
+        "store:\n  url: postgres://nightdesk:hunter2@db.internal/nightdesk\nrules:\n  dir: rules\n";
     let config = parse(text).map_err(|e| e.to_string());
-    let Ok(config) = config else { panic!("{config:?}") };
+    let Ok(config) = config else {
+        panic!("{config:?}")
+    };
     let shown = format!("{config:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("REDACTED"), "{shown}");

@@ -91,11 +91,20 @@ pub struct ClaimedAction {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Done { detail: serde_json::Value },
-    Retry { at: DateTime<Utc>, error: String },
-    Failed { error: String },
+    Done {
+        detail: serde_json::Value,
+    },
+    Retry {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    Failed {
+        error: String,
+    },
     /// The upstream may or may not have acted; never retried automatically.
-    Unknown { error: String },
+    Unknown {
+        error: String,
+    },
 }
 
 impl Outcome {
@@ -164,10 +173,17 @@ pub trait Store: Send + Sync {
     /// Events the rules have not seen yet, oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
 
-    async fn order(&self, channel: SalesChannel, id: &str) -> Result<Option<StoredOrder>, StoreError>;
+    async fn order(
+        &self,
+        channel: SalesChannel,
+        id: &str,
+    ) -> Result<Option<StoredOrder>, StoreError>;
 
     /// Orders not closed and purchased after `purchased_after`, for time-based rules.
-    async fn open_orders(&self, purchased_after: DateTime<Utc>) -> Result<Vec<StoredOrder>, StoreError>;
+    async fn open_orders(
+        &self,
+        purchased_after: DateTime<Utc>,
+    ) -> Result<Vec<StoredOrder>, StoreError>;
 
     /// In one transaction: add `actions` to the outbox (a known idempotency key is
     /// skipped) and mark `event` as seen by the rules. Returns how many were new.
@@ -208,7 +224,9 @@ pub trait Store: Send + Sync {
 pub async fn open(target: &StoreTarget) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     Ok(match target {
         StoreTarget::Sqlite(path) => std::sync::Arc::new(SqliteStore::open(path).await?),
-        StoreTarget::Postgres(url) => std::sync::Arc::new(PostgresStore::connect(url.expose()).await?),
+        StoreTarget::Postgres(url) => {
+            std::sync::Arc::new(PostgresStore::connect(url.expose()).await?)
+        }
     })
 }
 
@@ -217,7 +235,9 @@ pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_ms(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::MIN_UTC)
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 #[cfg(test)]

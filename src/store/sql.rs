@@ -23,7 +23,19 @@ pub(super) fn order_body(order: &Order) -> Result<String, StoreError> {
 }
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt { what: what.to_owned(), reason: e.to_string() }
+    StoreError::Corrupt {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Ids per `IN (...)` query: far below both backends' bind-parameter limits.
+pub(super) const ID_CHUNK: usize = 500;
+
+/// `PREFIX ($first, $first+1, ...)` with `count` placeholders.
+pub(super) fn in_list(prefix: &str, first: usize, count: usize) -> String {
+    let placeholders: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    format!("{prefix} ({})", placeholders.join(", "))
 }
 
 /// An `orders` row as read back.
@@ -46,36 +58,54 @@ pub(super) type ItemRow = (
     Option<String>,
 );
 
-pub(super) const ORDER_COLUMNS: &str = "o.channel, o.order_id, o.status_since, o.first_seen, o.body";
+pub(super) const ORDER_COLUMNS: &str =
+    "o.channel, o.order_id, o.status_since, o.first_seen, o.body";
 pub(super) const ITEM_COLUMNS: &str = "i.channel, i.order_id, i.item_id, i.asin, i.sku, i.title, i.quantity_ordered, i.quantity_shipped, i.price_amount, i.price_currency, i.tax_amount, i.tax_currency, i.buyer_requested_cancel, i.buyer_cancel_reason";
 
 fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
-    Some(Money { amount: amount?, currency: currency? })
+    Some(Money {
+        amount: amount?,
+        currency: currency?,
+    })
 }
 
 /// Join orders with their items (rows ordered by position).
-pub(super) fn assemble(orders: Vec<OrderRow>, items: Vec<ItemRow>) -> Result<Vec<StoredOrder>, StoreError> {
-    let mut by_order: std::collections::HashMap<(String, String), Vec<OrderItem>> = Default::default();
-    for (channel, order_id, item_id, asin, sku, title, qo, qs, pa, pc, ta, tc, cancel, reason) in items {
-        by_order.entry((channel, order_id)).or_default().push(OrderItem {
-            id: item_id,
-            asin,
-            sku,
-            title,
-            quantity_ordered: qo,
-            quantity_shipped: qs,
-            price: money(pa, pc),
-            tax: money(ta, tc),
-            buyer_requested_cancel: cancel != 0,
-            buyer_cancel_reason: reason,
-        });
+pub(super) fn assemble(
+    orders: Vec<OrderRow>,
+    items: Vec<ItemRow>,
+) -> Result<Vec<StoredOrder>, StoreError> {
+    let mut by_order: std::collections::HashMap<(String, String), Vec<OrderItem>> =
+        Default::default();
+    for (channel, order_id, item_id, asin, sku, title, qo, qs, pa, pc, ta, tc, cancel, reason) in
+        items
+    {
+        by_order
+            .entry((channel, order_id))
+            .or_default()
+            .push(OrderItem {
+                id: item_id,
+                asin,
+                sku,
+                title,
+                quantity_ordered: qo,
+                quantity_shipped: qs,
+                price: money(pa, pc),
+                tax: money(ta, tc),
+                buyer_requested_cancel: cancel != 0,
+                buyer_cancel_reason: reason,
+            });
     }
     orders
         .into_iter()
         .map(|(channel, order_id, status_since, first_seen, body)| {
-            let mut order: Order = serde_json::from_str(&body).map_err(|e| corrupt(&format!("order {order_id}"), e))?;
+            let mut order: Order = serde_json::from_str(&body)
+                .map_err(|e| corrupt(&format!("order {order_id}"), e))?;
             order.items = by_order.remove(&(channel, order_id)).unwrap_or_default();
-            Ok(StoredOrder { order, status_since: from_ms(status_since), first_seen: from_ms(first_seen) })
+            Ok(StoredOrder {
+                order,
+                status_since: from_ms(status_since),
+                first_seen: from_ms(first_seen),
+            })
         })
         .collect()
 }
@@ -113,15 +143,18 @@ macro_rules! sql_store {
                 ids: &[String],
             ) -> Result<std::collections::HashMap<String, chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
                 let mut known = std::collections::HashMap::new();
-                for id in ids {
-                    let row: Option<(i64,)> =
-                        sqlx::query_as("SELECT last_update FROM orders WHERE channel = $1 AND order_id = $2")
-                            .bind(channel.as_str())
-                            .bind(id)
-                            .fetch_optional(&self.pool)
-                            .await?;
-                    if let Some((ms,)) = row {
-                        known.insert(id.clone(), $crate::store::from_ms(ms));
+                for chunk in ids.chunks($crate::store::sql::ID_CHUNK) {
+                    let sql = $crate::store::sql::in_list(
+                        "SELECT order_id, last_update FROM orders WHERE channel = $1 AND order_id IN",
+                        2,
+                        chunk.len(),
+                    );
+                    let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql)).bind(channel.as_str());
+                    for id in chunk {
+                        query = query.bind(id);
+                    }
+                    for (id, ms) in query.fetch_all(&self.pool).await? {
+                        known.insert(id, $crate::store::from_ms(ms));
                     }
                 }
                 Ok(known)

@@ -22,7 +22,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -30,7 +32,10 @@ impl SqliteStore {
     /// Open (creating on first run) the database file, take the instance lock and
     /// apply the migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let open_error = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
         }
@@ -43,7 +48,9 @@ impl SqliteStore {
             .map_err(|e| open_error(e.to_string()))?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked(path.display().to_string())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(path.display().to_string()));
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(open_error(e.to_string())),
         }
         let options = SqliteConnectOptions::from_str("sqlite://")
@@ -55,9 +62,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(Self { pool, path: path.to_owned(), _lock: lock })
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+            _lock: lock,
+        })
     }
 
     /// Write transactions take the write lock up front, so two writers queue on

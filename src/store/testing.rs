@@ -32,7 +32,12 @@ fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    format!("{prefix}_{}_{}_{}", std::process::id(), nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A fresh SQLite store in its own temporary folder.
@@ -40,25 +45,47 @@ pub async fn sqlite() -> Result<TestStore, StoreError> {
     let dir = std::env::temp_dir().join(unique("nightdesk_test"));
     let path = dir.join("nightdesk.db");
     let store = SqliteStore::open(&path).await?;
-    Ok(TestStore { label: "sqlite", store: Arc::new(store), sqlite_path: Some(path), dir: Some(dir) })
+    Ok(TestStore {
+        label: "sqlite",
+        store: Arc::new(store),
+        sqlite_path: Some(path),
+        dir: Some(dir),
+    })
 }
 
 /// A fresh PostgreSQL database on the server named by `TEST_DATABASE_URL`, if set.
 pub async fn postgres() -> Result<Option<TestStore>, StoreError> {
-    let Ok(base) = std::env::var("TEST_DATABASE_URL") else { return Ok(None) };
+    let Ok(base) = std::env::var("TEST_DATABASE_URL") else {
+        return Ok(None);
+    };
     let name = unique("nightdesk_test");
-    let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&base).await?;
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await?;
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await?;
     admin.close().await;
     let url = match url::Url::parse(&base) {
         Ok(mut url) => {
             url.set_path(&name);
             url.to_string()
         }
-        Err(e) => return Err(StoreError::Open { path: "TEST_DATABASE_URL".into(), reason: e.to_string() }),
+        Err(e) => {
+            return Err(StoreError::Open {
+                path: "TEST_DATABASE_URL".into(),
+                reason: e.to_string(),
+            });
+        }
     };
     let store = PostgresStore::connect(&url).await?;
-    Ok(Some(TestStore { label: "postgres", store: Arc::new(store), sqlite_path: None, dir: None }))
+    Ok(Some(TestStore {
+        label: "postgres",
+        store: Arc::new(store),
+        sqlite_path: None,
+        dir: None,
+    }))
 }
 
 /// SQLite, plus PostgreSQL when `TEST_DATABASE_URL` is set.

@@ -4,10 +4,14 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::testing;
 use super::*;
-use crate::model::{ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, PlannedAction};
+use crate::model::{
+    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, PlannedAction,
+};
 
 fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).single().unwrap_or_default()
+    Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0)
+        .single()
+        .unwrap_or_default()
 }
 
 fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
@@ -24,7 +28,10 @@ fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
         latest_ship_date: None,
         earliest_delivery_date: None,
         latest_delivery_date: None,
-        total: Some(Money { currency: "USD".into(), amount: "24.99".into() }),
+        total: Some(Money {
+            currency: "USD".into(),
+            amount: "24.99".into(),
+        }),
         order_type: Some("StandardOrder".into()),
         is_prime: false,
         is_business: false,
@@ -36,8 +43,14 @@ fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
                 title: Some("Kettle".into()),
                 quantity_ordered: 1,
                 quantity_shipped: 0,
-                price: Some(Money { currency: "USD".into(), amount: "19.99".into() }),
-                tax: Some(Money { currency: "USD".into(), amount: "5.00".into() }),
+                price: Some(Money {
+                    currency: "USD".into(),
+                    amount: "19.99".into(),
+                }),
+                tax: Some(Money {
+                    currency: "USD".into(),
+                    amount: "5.00".into(),
+                }),
                 buyer_requested_cancel: true,
                 buyer_cancel_reason: Some("Found cheaper".into()),
             },
@@ -62,7 +75,10 @@ fn alert(rule: &str, subject: &str, key: &str) -> PlannedAction {
         rule: rule.into(),
         rule_version: "v1".into(),
         subject: Subject::from_stored(subject.into()),
-        request: ActionRequest::Alert { channel: "ops".into(), text: format!("about {subject}") },
+        request: ActionRequest::Alert {
+            channel: "ops".into(),
+            text: format!("about {subject}"),
+        },
         idempotency_key: key.into(),
     }
 }
@@ -75,47 +91,85 @@ async fn stores() -> Vec<testing::TestStore> {
 }
 
 #[tokio::test]
-async fn ingest_emits_events_only_for_changes_and_moves_the_watermark_forward() -> Result<(), StoreError> {
+async fn ingest_emits_events_only_for_changes_and_moves_the_watermark_forward()
+-> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
         let a = order("111-0000001-0000001", OrderStatus::Pending, t0());
         let b = order("111-0000002-0000002", OrderStatus::Unshipped, t0());
         assert_eq!(s.checkpoint("amazon/us").await?, None, "{}", t.label);
 
-        let r = s.ingest("amazon/us", &[a.clone(), b.clone()], t0(), t0()).await?;
+        let r = s
+            .ingest("amazon/us", &[a.clone(), b.clone()], t0(), t0())
+            .await?;
         assert_eq!((r.stored, r.unchanged, r.events), (2, 0, 2), "{}", t.label);
         assert_eq!(s.checkpoint("amazon/us").await?, Some(t0()), "{}", t.label);
 
         // The overlap of the next window re-reads both: nothing new.
-        let r = s.ingest("amazon/us", &[a.clone(), b.clone()], t0() + Duration::minutes(5), t0()).await?;
+        let r = s
+            .ingest(
+                "amazon/us",
+                &[a.clone(), b.clone()],
+                t0() + Duration::minutes(5),
+                t0(),
+            )
+            .await?;
         assert_eq!((r.stored, r.unchanged, r.events), (0, 2, 0), "{}", t.label);
 
         // A status change is one event with from and to.
         let shipped = order(&a.id, OrderStatus::Unshipped, t0() + Duration::hours(1));
-        let r = s.ingest("amazon/us", &[shipped], t0() + Duration::hours(1), t0()).await?;
+        let r = s
+            .ingest("amazon/us", &[shipped], t0() + Duration::hours(1), t0())
+            .await?;
         assert_eq!(r.events, 1, "{}", t.label);
 
         // An older version arriving late changes nothing.
-        let r = s.ingest("amazon/us", &[a.clone()], t0(), t0()).await?;
+        let r = s
+            .ingest("amazon/us", std::slice::from_ref(&a), t0(), t0())
+            .await?;
         assert_eq!((r.stored, r.events), (0, 0), "{}", t.label);
         // ...and the watermark never moves back.
-        assert_eq!(s.checkpoint("amazon/us").await?, Some(t0() + Duration::hours(1)), "{}", t.label);
+        assert_eq!(
+            s.checkpoint("amazon/us").await?,
+            Some(t0() + Duration::hours(1)),
+            "{}",
+            t.label
+        );
 
         let events = s.pending_events(10).await?;
         let kinds: Vec<&EventKind> = events.iter().map(|e| &e.kind).collect();
         assert_eq!(
             kinds,
             vec![
-                &EventKind::OrderStatusChanged { from: None, to: OrderStatus::Pending },
-                &EventKind::OrderStatusChanged { from: None, to: OrderStatus::Unshipped },
-                &EventKind::OrderStatusChanged { from: Some(OrderStatus::Pending), to: OrderStatus::Unshipped },
+                &EventKind::OrderStatusChanged {
+                    from: None,
+                    to: OrderStatus::Pending
+                },
+                &EventKind::OrderStatusChanged {
+                    from: None,
+                    to: OrderStatus::Unshipped
+                },
+                &EventKind::OrderStatusChanged {
+                    from: Some(OrderStatus::Pending),
+                    to: OrderStatus::Unshipped
+                },
             ],
             "{}",
             t.label
         );
-        let known = s.known_versions(SalesChannel::Amazon, &[a.id.clone(), "999-0000000-0000000".into()]).await?;
+        let known = s
+            .known_versions(
+                SalesChannel::Amazon,
+                &[a.id.clone(), "999-0000000-0000000".into()],
+            )
+            .await?;
         assert_eq!(known.len(), 1, "{}", t.label);
-        assert_eq!(known.get(&a.id), Some(&(t0() + Duration::hours(1))), "{}", t.label);
+        assert_eq!(
+            known.get(&a.id),
+            Some(&(t0() + Duration::hours(1))),
+            "{}",
+            t.label
+        );
     }
     Ok(())
 }
@@ -125,9 +179,12 @@ async fn orders_round_trip_with_items_and_status_age() -> Result<(), StoreError>
     for t in stores().await {
         let s = &t.store;
         let pending = order("111-0000003-0000003", OrderStatus::Pending, t0());
-        s.ingest("amazon/us", &[pending.clone()], t0(), t0()).await?;
+        s.ingest("amazon/us", std::slice::from_ref(&pending), t0(), t0())
+            .await?;
         let stored = s.order(SalesChannel::Amazon, &pending.id).await?;
-        let Some(stored) = stored else { panic!("{}: order not found", t.label) };
+        let Some(stored) = stored else {
+            panic!("{}: order not found", t.label)
+        };
         assert_eq!(stored.order, pending, "{}", t.label);
         // A Pending order has been pending since it was bought.
         assert_eq!(stored.status_since, pending.purchase_date, "{}", t.label);
@@ -136,7 +193,12 @@ async fn orders_round_trip_with_items_and_status_age() -> Result<(), StoreError>
         let later = order(&pending.id, OrderStatus::Shipped, t0() + Duration::days(1));
         s.ingest("amazon/us", &[later], t0(), t0()).await?;
         let stored = s.order(SalesChannel::Amazon, &pending.id).await?;
-        assert_eq!(stored.map(|o| o.status_since), Some(t0() + Duration::days(1)), "{}", t.label);
+        assert_eq!(
+            stored.map(|o| o.status_since),
+            Some(t0() + Duration::days(1)),
+            "{}",
+            t.label
+        );
     }
     Ok(())
 }
@@ -149,7 +211,8 @@ async fn open_orders_leave_out_closed_and_old_ones() -> Result<(), StoreError> {
         let canceled = order("111-0000005-0000005", OrderStatus::Canceled, t0());
         let mut old = order("111-0000006-0000006", OrderStatus::Shipped, t0());
         old.purchase_date = t0() - Duration::days(200);
-        s.ingest("amazon/us", &[open.clone(), canceled, old], t0(), t0()).await?;
+        s.ingest("amazon/us", &[open.clone(), canceled, old], t0(), t0())
+            .await?;
         let found = s.open_orders(t0() - Duration::days(90)).await?;
         let ids: Vec<&str> = found.iter().map(|o| o.order.id.as_str()).collect();
         assert_eq!(ids, vec![open.id.as_str()], "{}", t.label);
@@ -162,11 +225,29 @@ async fn open_orders_leave_out_closed_and_old_ones() -> Result<(), StoreError> {
 async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
-        s.ingest("amazon/us", &[order("111-0000007-0000007", OrderStatus::Pending, t0())], t0(), t0()).await?;
+        s.ingest(
+            "amazon/us",
+            &[order("111-0000007-0000007", OrderStatus::Pending, t0())],
+            t0(),
+            t0(),
+        )
+        .await?;
         let event = s.pending_events(10).await?.first().map(|e| e.id);
         let a = alert("r", "order:amazon/111-0000007-0000007", "k1");
-        assert_eq!(s.plan(event, &[a.clone(), a.clone()], PlanMode::Live, t0()).await?, 1, "{}", t.label);
-        assert_eq!(s.plan(None, &[a.clone()], PlanMode::Live, t0()).await?, 0, "{}", t.label);
+        assert_eq!(
+            s.plan(event, &[a.clone(), a.clone()], PlanMode::Live, t0())
+                .await?,
+            1,
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.plan(None, std::slice::from_ref(&a), PlanMode::Live, t0())
+                .await?,
+            0,
+            "{}",
+            t.label
+        );
         assert!(s.pending_events(10).await?.is_empty(), "{}", t.label);
         let rows = s.outbox().await?;
         assert_eq!(rows.len(), 1, "{}", t.label);
@@ -174,7 +255,12 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
         assert_eq!(rows[0].payload["kind"], "alert", "{}", t.label);
 
         let dry = alert("r", "order:amazon/111-0000007-0000007", "dry-run/k1");
-        assert_eq!(s.plan(None, &[dry], PlanMode::DryRun, t0()).await?, 1, "{}", t.label);
+        assert_eq!(
+            s.plan(None, &[dry], PlanMode::DryRun, t0()).await?,
+            1,
+            "{}",
+            t.label
+        );
         // Dry-run rows are never handed to an executor.
         let claimed = s.claim_due("w", t0(), Duration::minutes(5), 10).await?;
         assert_eq!(claimed.len(), 1, "{}", t.label);
@@ -187,27 +273,56 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
 async fn claims_are_leased_and_fenced() -> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
-        s.plan(None, &[alert("r", "daemon:x", "k")], PlanMode::Live, t0()).await?;
+        s.plan(None, &[alert("r", "daemon:x", "k")], PlanMode::Live, t0())
+            .await?;
         let lease = Duration::minutes(5);
         let first = s.claim_due("worker-a", t0(), lease, 10).await?;
         assert_eq!(first.len(), 1, "{}", t.label);
         assert_eq!(first[0].attempt, 1, "{}", t.label);
         // Held: nobody else gets it while the lease runs.
-        assert!(s.claim_due("worker-b", t0() + Duration::minutes(1), lease, 10).await?.is_empty(), "{}", t.label);
+        assert!(
+            s.claim_due("worker-b", t0() + Duration::minutes(1), lease, 10)
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
         // The lease expires: worker-b takes over with a new fence.
-        let second = s.claim_due("worker-b", t0() + Duration::minutes(6), lease, 10).await?;
+        let second = s
+            .claim_due("worker-b", t0() + Duration::minutes(6), lease, 10)
+            .await?;
         assert_eq!(second.len(), 1, "{}", t.label);
         assert!(second[0].fence > first[0].fence, "{}", t.label);
         assert_eq!(second[0].attempt, 2, "{}", t.label);
         // worker-a's late completion is rejected; worker-b's is accepted.
-        let done = Outcome::Done { detail: serde_json::json!({"status": 200}) };
-        let stale = s.finish(&first[0], &done, t0() + Duration::minutes(7)).await;
-        assert!(matches!(stale, Err(StoreError::StaleLease(_))), "{}: {stale:?}", t.label);
-        s.finish(&second[0], &done, t0() + Duration::minutes(7)).await?;
+        let done = Outcome::Done {
+            detail: serde_json::json!({"status": 200}),
+        };
+        let stale = s
+            .finish(&first[0], &done, t0() + Duration::minutes(7))
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::StaleLease(_))),
+            "{}: {stale:?}",
+            t.label
+        );
+        s.finish(&second[0], &done, t0() + Duration::minutes(7))
+            .await?;
         let rows = s.outbox().await?;
-        assert_eq!((rows[0].state.as_str(), rows[0].attempts), ("done", 2), "{}", t.label);
+        assert_eq!(
+            (rows[0].state.as_str(), rows[0].attempts),
+            ("done", 2),
+            "{}",
+            t.label
+        );
         // Done is final.
-        assert!(s.claim_due("worker-c", t0() + Duration::days(1), lease, 10).await?.is_empty(), "{}", t.label);
+        assert!(
+            s.claim_due("worker-c", t0() + Duration::days(1), lease, 10)
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
         let audit = s.audit_log(Some("daemon:x")).await?;
         let kinds: Vec<&str> = audit.iter().map(|a| a.kind.as_str()).collect();
         assert_eq!(kinds, vec!["planned", "attempt"], "{}", t.label);
@@ -219,18 +334,45 @@ async fn claims_are_leased_and_fenced() -> Result<(), StoreError> {
 async fn retries_wait_for_their_time() -> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
-        s.plan(None, &[alert("r", "daemon:y", "k")], PlanMode::Live, t0()).await?;
+        s.plan(None, &[alert("r", "daemon:y", "k")], PlanMode::Live, t0())
+            .await?;
         let claim = s.claim_due("w", t0(), Duration::minutes(5), 10).await?;
         let at = t0() + Duration::seconds(16);
-        s.finish(&claim[0], &Outcome::Retry { at, error: "HTTP 503".into() }, t0()).await?;
+        s.finish(
+            &claim[0],
+            &Outcome::Retry {
+                at,
+                error: "HTTP 503".into(),
+            },
+            t0(),
+        )
+        .await?;
         assert_eq!(s.next_due().await?, Some(at), "{}", t.label);
-        assert!(s.claim_due("w", t0() + Duration::seconds(15), Duration::minutes(5), 10).await?.is_empty(), "{}", t.label);
+        assert!(
+            s.claim_due("w", t0() + Duration::seconds(15), Duration::minutes(5), 10)
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
         let again = s.claim_due("w", at, Duration::minutes(5), 10).await?;
         assert_eq!(again.len(), 1, "{}", t.label);
-        s.finish(&again[0], &Outcome::Failed { error: "HTTP 404".into() }, at).await?;
+        s.finish(
+            &again[0],
+            &Outcome::Failed {
+                error: "HTTP 404".into(),
+            },
+            at,
+        )
+        .await?;
         let rows = s.outbox().await?;
         assert_eq!(rows[0].state, "failed", "{}", t.label);
-        assert_eq!(rows[0].last_error.as_deref(), Some("HTTP 404"), "{}", t.label);
+        assert_eq!(
+            rows[0].last_error.as_deref(),
+            Some("HTTP 404"),
+            "{}",
+            t.label
+        );
         assert_eq!(s.next_due().await?, None, "{}", t.label);
     }
     Ok(())
@@ -239,12 +381,63 @@ async fn retries_wait_for_their_time() -> Result<(), StoreError> {
 #[tokio::test]
 async fn a_second_instance_on_the_same_sqlite_file_is_refused() -> Result<(), StoreError> {
     let first = testing::sqlite().await?;
-    let Some(path) = first.sqlite_path.clone() else { panic!("no path") };
+    let Some(path) = first.sqlite_path.clone() else {
+        panic!("no path")
+    };
     let second = SqliteStore::open(&path).await;
-    let message = second.as_ref().err().map(|e| e.to_string()).unwrap_or_default();
+    let message = second
+        .as_ref()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(matches!(second, Err(StoreError::Locked(_))), "{message}");
     assert!(message.contains("another nightdesk instance"), "{message}");
     // Once the first is gone, the file opens again.
     drop(first);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn concurrent_executors_never_claim_the_same_action() -> Result<(), StoreError> {
+    for t in stores().await {
+        let actions: Vec<PlannedAction> = (0..60)
+            .map(|i| alert("r", &format!("daemon:{i}"), &format!("key-{i}")))
+            .collect();
+        t.store.plan(None, &actions, PlanMode::Live, t0()).await?;
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let store = t.store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store
+                            .claim_due(&format!("w{w}"), t0(), Duration::minutes(5), 4)
+                            .await?;
+                        if claimed.is_empty() {
+                            return Ok::<_, StoreError>(mine);
+                        }
+                        mine.extend(claimed.into_iter().map(|c| c.id));
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for worker in workers {
+            match worker.await {
+                Ok(result) => all.extend(result?),
+                Err(e) => panic!("{}: worker panicked: {e}", t.label),
+            }
+        }
+        all.sort_unstable();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(
+            (before, all.len()),
+            (60, 60),
+            "{}: every action claimed exactly once",
+            t.label
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,458 @@
+//! The daemon: builds every stage from a validated config and wires them in the one
+//! direction data flows (sources → store → rules → outbox → channels). Clock, store,
+//! base URLs, secrets and shutdown are passed in, so tests run the whole daemon on
+//! loopback against the sandbox.
+//!
+//! [`Daemon::run_cycle`] does one pass of everything (for `--once` and tests);
+//! [`Daemon::run`] runs each stage on its schedule until shutdown.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::{Mutex, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use url::Url;
+
+use crate::channels::Channel;
+use crate::channels::slack::SlackChannel;
+use crate::clock::SharedClock;
+use crate::config::{ChannelConfig, Config, Mode, SecretResolver};
+use crate::http::{self, RetryPolicy, UpstreamError};
+use crate::model::PlannedAction;
+use crate::outbox::{Executor, ExecutorReport};
+use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
+use crate::schedule::Schedule;
+use crate::sources::amazon::lwa::LwaCredentials;
+use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
+use crate::sources::{self, OrderSource, PollReport};
+use crate::store::{PlanMode, Store, StoreError};
+use crate::telemetry;
+
+/// Base URLs that replace the configured ones (the demo and tests point every
+/// upstream at the sandbox).
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    pub amazon: Option<Url>,
+    pub lwa: Option<Url>,
+}
+
+/// Everything the daemon is built from.
+pub struct DaemonOptions {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    pub clock: SharedClock,
+    pub secrets: SecretResolver,
+    pub endpoints: Endpoints,
+    pub retry: RetryPolicy,
+    /// Names this instance in leases and logs.
+    pub instance: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{}", .0.join("\n"))]
+    Secrets(Vec<String>),
+    #[error("{} rule file(s) do not compile:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<RuleError>),
+    #[error("cannot build an HTTP client: {0}")]
+    Http(#[from] UpstreamError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What one cycle did.
+#[derive(Debug, Default)]
+pub struct CycleReport {
+    pub polls: Vec<(String, Result<PollReport, String>)>,
+    pub events_seen: usize,
+    pub rule_failures: usize,
+    pub actions_planned: usize,
+    pub executed: ExecutorReport,
+}
+
+pub struct Daemon {
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    sources: Vec<Arc<dyn OrderSource>>,
+    engine: RuleEngine,
+    rules: ArcSwap<RuleSet>,
+    executor: Executor,
+    /// One rules pass at a time: two pollers finishing together would evaluate the
+    /// same events twice (harmless thanks to the keys, but wasted).
+    rules_pass: Mutex<()>,
+    /// Wakes the executor when actions were planned.
+    planned: Notify,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon")
+            .field("config", &self.config.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// Resolve secrets, compile the rules, build sources and channels. Reports every
+    /// missing secret at once, with the config key that names it.
+    pub fn build(options: DaemonOptions) -> Result<Daemon, BuildError> {
+        let DaemonOptions {
+            config,
+            store,
+            clock,
+            secrets,
+            endpoints,
+            retry,
+            instance,
+        } = options;
+        let mut missing = Vec::new();
+        let mut resolve =
+            |key: String, reference: &crate::config::SecretRef| match secrets.resolve(reference) {
+                Ok(secret) => Some(secret),
+                Err(e) => {
+                    missing.push(format!("{}: {key}: {e}", config.path.display()));
+                    None
+                }
+            };
+
+        let mut sources: Vec<Arc<dyn OrderSource>> = Vec::new();
+        let mut pending_sources = Vec::new();
+        for (i, account) in config.amazon.iter().enumerate() {
+            let secret = resolve(
+                format!("amazon.accounts[{i}].client_secret"),
+                &account.client_secret,
+            );
+            let refresh = resolve(
+                format!("amazon.accounts[{i}].refresh_token"),
+                &account.refresh_token,
+            );
+            if let (Some(client_secret), Some(refresh_token)) = (secret, refresh) {
+                let mut account = account.clone();
+                if let Some(url) = &endpoints.amazon {
+                    account.endpoint = url.clone();
+                }
+                if let Some(url) = &endpoints.lwa {
+                    account.lwa_endpoint = url.clone();
+                }
+                let credentials = LwaCredentials {
+                    client_id: account.client_id.clone(),
+                    client_secret,
+                    refresh_token,
+                };
+                pending_sources.push(AmazonSourceSettings {
+                    account,
+                    credentials,
+                    user_agent: AmazonSource::user_agent(&config.amazon_app_name),
+                    retry,
+                });
+            }
+        }
+
+        let chat_http = http::client(&format!("nightdesk/{}", env!("CARGO_PKG_VERSION")))?;
+        let mut channels: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        for (name, channel) in &config.channels {
+            match channel {
+                ChannelConfig::Slack {
+                    webhook_url,
+                    username,
+                } => {
+                    if let Some(url) = resolve(format!("channels.{name}.webhook_url"), webhook_url)
+                    {
+                        channels.insert(
+                            name.clone(),
+                            Arc::new(SlackChannel::new(chat_http.clone(), url, username.clone())),
+                        );
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(BuildError::Secrets(missing));
+        }
+        for settings in pending_sources {
+            sources.push(AmazonSource::new(settings, clock.clone())?);
+        }
+
+        let engine = RuleEngine::new(config.rules.limits);
+        let rule_set = engine
+            .load_dir(&config.rules.dir)
+            .map_err(BuildError::Rules)?;
+        telemetry::rules_loaded(rule_set.rules.len());
+        let executor = Executor::new(
+            store.clone(),
+            channels,
+            clock.clone(),
+            config.executor,
+            instance,
+        );
+        Ok(Daemon {
+            config,
+            store,
+            clock,
+            sources,
+            engine,
+            rules: ArcSwap::from_pointee(rule_set),
+            executor,
+            rules_pass: Mutex::new(()),
+            planned: Notify::new(),
+        })
+    }
+
+    fn plan_mode(&self) -> PlanMode {
+        match self.config.mode {
+            Mode::Live => PlanMode::Live,
+            Mode::DryRun => PlanMode::DryRun,
+        }
+    }
+
+    /// Poll one source and store what it read.
+    pub async fn poll(&self, source: &dyn OrderSource) -> Result<PollReport, sources::SourceError> {
+        let result = sources::poll_once(source, self.store.as_ref(), self.clock.now()).await;
+        match &result {
+            Ok(report) => telemetry::poll_succeeded(source.key(), report),
+            Err(error) => telemetry::poll_failed(source.key(), error),
+        }
+        result
+    }
+
+    /// Give every unseen event to the rules and put what they ask for in the outbox.
+    pub async fn process_events(&self) -> Result<(usize, usize, usize), StoreError> {
+        let _one_pass = self.rules_pass.lock().await;
+        let rules = self.rules.load_full();
+        let (mut seen, mut planned, mut failures) = (0, 0, 0);
+        loop {
+            let events = self.store.pending_events(100).await?;
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                seen += 1;
+                let now = self.clock.now();
+                let state = match event.subject.as_order() {
+                    Some((channel, id)) => self.store.order(channel, id).await?,
+                    None => None,
+                };
+                let actions = match state {
+                    Some(order) => {
+                        let args = [view::order(&order, now), view::event(&event.kind, event.at)];
+                        let outcomes = self.engine.run(&rules, event.kind.hook(), &args);
+                        failures += count_failures(&outcomes);
+                        rules::plan(&outcomes, &event.subject)
+                    }
+                    None => Vec::new(),
+                };
+                planned += self.record(Some(event.id), actions, now).await?;
+            }
+        }
+        Ok((seen, planned, failures))
+    }
+
+    /// Run the time-based hooks over every open order.
+    pub async fn sweep(&self) -> Result<(usize, usize), StoreError> {
+        let _one_pass = self.rules_pass.lock().await;
+        let rules = self.rules.load_full();
+        let now = self.clock.now();
+        let orders = self
+            .store
+            .open_orders(now - Duration::days(self.config.sweep.max_age_days))
+            .await?;
+        let (mut planned, mut failures) = (0, 0);
+        for order in &orders {
+            let outcomes =
+                self.engine
+                    .run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
+            failures += count_failures(&outcomes);
+            planned += self
+                .record(None, rules::plan(&outcomes, &order.order.subject()), now)
+                .await?;
+        }
+        tracing::info!(orders = orders.len(), planned, failures, "Sweep done.");
+        Ok((planned, failures))
+    }
+
+    async fn record(
+        &self,
+        event: Option<i64>,
+        mut actions: Vec<PlannedAction>,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let mode = self.plan_mode();
+        if mode == PlanMode::DryRun {
+            // Dry-run rows get keys of their own, so going live later still acts.
+            for action in &mut actions {
+                action.idempotency_key = format!("dry-run/{}", action.idempotency_key);
+            }
+        }
+        let new = self.store.plan(event, &actions, mode, now).await?;
+        for action in &actions {
+            telemetry::actions_planned(&action.rule, action.request.kind(), 1);
+        }
+        if new > 0 {
+            self.planned.notify_one();
+        }
+        Ok(new)
+    }
+
+    /// Perform every due action.
+    pub async fn execute_due(
+        &self,
+        stop: &(dyn Fn() -> bool + Sync),
+    ) -> Result<ExecutorReport, StoreError> {
+        self.executor.run_due(stop).await
+    }
+
+    /// One pass of everything: poll each source, run the rules on new events, sweep,
+    /// and perform what is due.
+    pub async fn run_cycle(&self) -> Result<CycleReport, DaemonError> {
+        let mut report = CycleReport::default();
+        for source in &self.sources {
+            let result = self.poll(source.as_ref()).await.map_err(|e| e.to_string());
+            report.polls.push((source.key().to_owned(), result));
+        }
+        let (seen, planned, failures) = self.process_events().await?;
+        let (swept, sweep_failures) = self.sweep().await?;
+        report.events_seen = seen;
+        report.actions_planned = planned + swept;
+        report.rule_failures = failures + sweep_failures;
+        report.executed = self.execute_due(&|| false).await?;
+        Ok(report)
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn quarantined_rules(&self) -> Vec<String> {
+        self.engine.quarantined()
+    }
+
+    /// Run every stage on its schedule until `shutdown`; then stop polling, finish the
+    /// action in flight, and return.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), DaemonError> {
+        let tasks = TaskTracker::new();
+        for source in self.sources.clone() {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let schedule = source.schedule().clone();
+                daemon
+                    .every(&schedule, &shutdown, || async {
+                        // An interrupted poll commits nothing; the window is read again.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            result = daemon.poll(source.as_ref()) => {
+                                if result.is_ok()
+                                    && let Err(e) = daemon.process_events().await {
+                                        tracing::error!(error = %e, "Rules pass failed.");
+                                    }
+                            }
+                        }
+                    })
+                    .await;
+            });
+        }
+        {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                let schedule = daemon.config.sweep.schedule.clone();
+                daemon
+                    .every(&schedule, &shutdown, || async {
+                        if let Err(e) = daemon.sweep().await {
+                            tracing::error!(error = %e, "Sweep failed.");
+                        }
+                    })
+                    .await;
+            });
+        }
+        {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { daemon.executor_loop(shutdown).await });
+        }
+        tasks.close();
+        shutdown.cancelled().await;
+        tracing::info!("Shutting down: polling stopped, finishing actions in flight.");
+        if tokio::time::timeout(StdDuration::from_secs(30), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "Shutdown took longer than 30 s; unfinished work is recovered at the next start."
+            );
+        }
+        Ok(())
+    }
+
+    /// Run `work` now and then at every fire of `schedule`, until shutdown.
+    async fn every<F, Fut>(&self, schedule: &Schedule, shutdown: &CancellationToken, mut work: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        loop {
+            work().await;
+            let now = self.clock.now();
+            let Some(next) = schedule.next_after(now) else {
+                return;
+            };
+            let wait = (next - now).to_std().unwrap_or(StdDuration::ZERO);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn executor_loop(&self, shutdown: CancellationToken) {
+        let stop = || shutdown.is_cancelled();
+        while !shutdown.is_cancelled() {
+            if let Err(e) = self.execute_due(&stop).await {
+                tracing::error!(error = %e, "Executor pass failed.");
+            }
+            // Wake for new actions at once, for retries when due, and at least every 5 s
+            // (another instance's expired lease, a clock that moved).
+            let wait = match self.executor.next_due().await {
+                Ok(Some(at)) => (at - self.clock.now())
+                    .to_std()
+                    .unwrap_or(StdDuration::ZERO),
+                _ => StdDuration::from_secs(5),
+            }
+            .min(StdDuration::from_secs(5));
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.planned.notified() => {}
+                _ = tokio::time::sleep(wait.max(StdDuration::from_millis(50))) => {}
+            }
+        }
+    }
+}
+
+fn count_failures(outcomes: &[RuleOutcome]) -> usize {
+    let mut failures = 0;
+    for outcome in outcomes {
+        if let RuleOutcome::Failed {
+            rule,
+            error,
+            quarantined_now,
+        } = outcome
+        {
+            telemetry::rule_failed(rule, error, *quarantined_now);
+            failures += 1;
+        }
+    }
+    failures
+}

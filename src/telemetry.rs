@@ -1,0 +1,121 @@
+//! Telemetry as named events: each notable occurrence is one function here that writes
+//! the log line and bumps the metric together, with stable field names. Labels stay of
+//! bounded cardinality (sources, rules, kinds, outcomes; never order ids).
+//!
+//! Nothing here may format a secret; callers pass only names, counts and error texts
+//! that were built secret-free (see `http`).
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::sources::{PollReport, SourceError};
+use crate::store::Outcome;
+
+static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide metrics recorder once; later calls return the same handle.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    PROMETHEUS
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// Install JSON (or human) logs on stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn poll_succeeded(source: &str, report: &PollReport) {
+    counter!("nightdesk_polls_total", "source" => source.to_owned(), "outcome" => "ok")
+        .increment(1);
+    counter!("nightdesk_orders_stored_total", "source" => source.to_owned())
+        .increment(report.ingest.stored as u64);
+    if let Some(window) = report.window {
+        gauge!("nightdesk_poll_watermark_seconds", "source" => source.to_owned())
+            .set(window.to.timestamp() as f64);
+    }
+    tracing::info!(
+        source,
+        fetched = report.fetched,
+        stored = report.ingest.stored,
+        unchanged = report.ingest.unchanged,
+        events = report.ingest.events,
+        window_from = ?report.window.map(|w| w.from),
+        window_to = ?report.window.map(|w| w.to),
+        "Poll succeeded."
+    );
+}
+
+pub fn poll_failed(source: &str, error: &SourceError) {
+    counter!("nightdesk_polls_total", "source" => source.to_owned(), "outcome" => "error")
+        .increment(1);
+    tracing::error!(source, error = %error, "Poll failed; the window will be read again next time.");
+}
+
+pub fn rule_failed(rule: &str, error: &crate::rules::RuleError, quarantined: bool) {
+    let class = if matches!(error, crate::rules::RuleError::Limit { .. }) {
+        "limit"
+    } else {
+        "error"
+    };
+    counter!("nightdesk_rule_errors_total", "rule" => rule.to_owned(), "class" => class)
+        .increment(1);
+    if quarantined {
+        counter!("nightdesk_rule_quarantines_total", "rule" => rule.to_owned()).increment(1);
+    }
+    // The rule engine has already logged the detail at the point of failure.
+}
+
+pub fn actions_planned(rule: &str, kind: &str, new: usize) {
+    counter!("nightdesk_actions_planned_total", "rule" => rule.to_owned(), "kind" => kind.to_owned())
+        .increment(new as u64);
+}
+
+pub fn action_attempted(rule: &str, kind: &str, attempt: i64, outcome: &Outcome) {
+    counter!(
+        "nightdesk_action_attempts_total",
+        "rule" => rule.to_owned(), "kind" => kind.to_owned(), "outcome" => outcome.state()
+    )
+    .increment(1);
+    match outcome {
+        Outcome::Done { .. } => tracing::info!(rule, kind, attempt, "Action done."),
+        Outcome::Retry { at, error } => {
+            tracing::warn!(rule, kind, attempt, error, retry_at = %at, "Action will be retried.")
+        }
+        Outcome::Failed { error } => {
+            tracing::error!(rule, kind, attempt, error, "Action failed for good.")
+        }
+        Outcome::Unknown { error } => tracing::error!(
+            rule,
+            kind,
+            attempt,
+            error,
+            "Action outcome unknown; not retried."
+        ),
+    }
+}
+
+pub fn action_stale(id: i64, rule: &str) {
+    counter!("nightdesk_action_stale_completions_total").increment(1);
+    tracing::warn!(
+        action_id = id,
+        rule,
+        "A worker finished an action after its lease was taken over; result discarded."
+    );
+}
+
+pub fn rules_loaded(count: usize) {
+    gauge!("nightdesk_rules_loaded").set(count as f64);
+    tracing::info!(count, "Rules loaded.");
+}
