@@ -1,0 +1,378 @@
+//! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`. Glue only: every
+//! command parses its arguments, builds the library's pieces and reports; the work is
+//! done by the daemon, the sandbox and the rule engine.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, ConfigErrors, SecretResolver, StoreTarget};
+use crate::daemon::{BuildError, CycleReport, Daemon, DaemonError, DaemonOptions, Endpoints};
+use crate::http::RetryPolicy;
+use crate::rules::RuleEngine;
+use crate::sandbox::{Sandbox, SandboxError, SandboxOptions, Scenario};
+use crate::store::{self, StoreError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nightdesk",
+    version,
+    about = "Support automation for marketplace sellers."
+)]
+pub struct Cli {
+    /// Log as JSON lines (the default for `run`; human text otherwise).
+    #[arg(long, global = true)]
+    pub json_logs: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Run {
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        /// One cycle (poll, rules, sweep, actions), then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Start the built-in sandbox and run the daemon against it, with no account and no
+    /// network.
+    Demo {
+        #[arg(long, default_value = "config/demo.yaml")]
+        config: PathBuf,
+        /// The demo's SQLite file (kept between runs: a second run delivers nothing new).
+        #[arg(long, default_value = "nightdesk-demo.db")]
+        db: PathBuf,
+        #[arg(long)]
+        once: bool,
+    },
+    /// Serve the local fakes of the upstream APIs alone.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8700")]
+        listen: String,
+        /// Scenario file (default: the shipped scenarios/default.yaml).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        /// Append every request received to this file as JSON lines.
+        #[arg(long)]
+        journal: Option<PathBuf>,
+    },
+    /// Check that the config is valid and every rule compiles.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Rules folder to check (default: the config's, or ./rules).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Build(#[from] BuildError),
+    #[error("{0}")]
+    Daemon(#[from] DaemonError),
+    #[error("sandbox: {0}")]
+    Sandbox(#[from] SandboxError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Run a parsed command.
+pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Run { config, once } => run(&config, once).await,
+        Command::Demo { config, db, once } => demo(&config, &db, once).await,
+        Command::Sandbox {
+            listen,
+            scenario,
+            journal,
+        } => sandbox(&listen, scenario, journal).await,
+        Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
+    }
+}
+
+/// Cancelled on SIGTERM or Ctrl-C.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::terminate(),
+            ) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot listen for SIGTERM; Ctrl-C still works.");
+                    let _ = ctrl_c.await;
+                    trigger.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        trigger.cancel();
+    });
+    token
+}
+
+fn instance_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{}-{}",
+        if host.is_empty() { "nightdesk" } else { &host },
+        std::process::id()
+    )
+}
+
+async fn run(config_path: &Path, once: bool) -> Result<ExitCode, CliError> {
+    let config = Config::load(config_path)?;
+    let store = store::open(&config.store).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let listen = config.server_listen;
+    let daemon = Daemon::build(DaemonOptions {
+        config,
+        store,
+        clock,
+        secrets: SecretResolver::from_env(),
+        endpoints: Endpoints::default(),
+        retry: RetryPolicy::default(),
+        instance: instance_name(),
+    })?;
+    if once {
+        let report = daemon.run_cycle().await?;
+        print_cycle(&report);
+        return Ok(cycle_exit(&report));
+    }
+    let shutdown = shutdown_on_signals();
+    if let Some(addr) = listen {
+        let listener = TcpListener::bind(addr).await?;
+        tracing::info!(%addr, "Serving /healthz and /metrics.");
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::server::serve(listener, token).await {
+                tracing::error!(error = %e, "Health server stopped.");
+            }
+        });
+    }
+    Arc::new(daemon).run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, CliError> {
+    if !config_path.exists() {
+        return Err(CliError::Usage(format!(
+            "{} not found: run the demo from the nightdesk checkout, or pass --config",
+            config_path.display()
+        )));
+    }
+    let clock: SharedClock = Arc::new(SystemClock);
+    let scenario = crate::sandbox::default_scenario()?;
+    let credentials = scenario.amazon.credentials.clone();
+    let order_count = scenario.amazon.orders.len();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let sandbox = Sandbox::start(
+        listener,
+        SandboxOptions {
+            scenario,
+            journal_path: None,
+            clock: clock.clone(),
+        },
+    )
+    .await?;
+    let base = sandbox.base_url();
+    println!("Sandbox: {base} (default scenario, {order_count} orders)");
+
+    let mut config = Config::load(config_path)?;
+    config.store = StoreTarget::Sqlite(db.to_owned());
+    println!("Store:   SQLite {}", db.display());
+    let sandbox_url = |path: &str| {
+        Url::parse(&format!("{base}{path}")).map_err(|e| CliError::Usage(e.to_string()))
+    };
+    let endpoints = Endpoints {
+        amazon: Some(sandbox_url("/")?),
+        lwa: Some(sandbox_url("/auth/o2/token")?),
+    };
+    // The demo config names env: references; answer them here instead of the environment.
+    let secrets = SecretResolver::from_env()
+        .with_override(
+            "NIGHTDESK_DEMO_LWA_CLIENT_SECRET",
+            credentials.client_secret,
+        )
+        .with_override(
+            "NIGHTDESK_DEMO_LWA_REFRESH_TOKEN",
+            credentials.refresh_token,
+        )
+        .with_override(
+            "NIGHTDESK_DEMO_SLACK_WEBHOOK",
+            format!("{base}/hooks/slack/services/T0DEMO/B0DEMO/demo"),
+        );
+    let store = store::open(&config.store).await?;
+    let daemon = Daemon::build(DaemonOptions {
+        config,
+        store,
+        clock,
+        secrets,
+        endpoints,
+        retry: RetryPolicy::default(),
+        instance: instance_name(),
+    })?;
+
+    let exit = if once {
+        let report = daemon.run_cycle().await?;
+        print_cycle(&report);
+        cycle_exit(&report)
+    } else {
+        println!("Running until Ctrl-C ...");
+        Arc::new(daemon).run(shutdown_on_signals()).await?;
+        ExitCode::SUCCESS
+    };
+    let posts = sandbox.chat_posts("slack");
+    if posts.is_empty() {
+        println!(
+            "Chat messages received by the sandbox's Slack webhook: none (nothing new to deliver)."
+        );
+    } else {
+        println!(
+            "Chat messages received by the sandbox's Slack webhook ({}):",
+            posts.len()
+        );
+        for post in posts {
+            println!("  - {}", post["text"].as_str().unwrap_or("(no text)"));
+        }
+    }
+    sandbox.shutdown().await;
+    Ok(exit)
+}
+
+fn print_cycle(report: &CycleReport) {
+    for (source, result) in &report.polls {
+        match result {
+            Ok(poll) => println!(
+                "Poll {source}: fetched {} order(s), stored {} new or changed, {} unchanged, {} event(s)",
+                poll.fetched, poll.ingest.stored, poll.ingest.unchanged, poll.ingest.events
+            ),
+            Err(error) => println!("Poll {source}: FAILED: {error}"),
+        }
+    }
+    println!(
+        "Rules:   {} event(s) seen, {} new action(s) planned, {} rule failure(s)",
+        report.events_seen, report.actions_planned, report.rule_failures
+    );
+    let x = &report.executed;
+    println!(
+        "Actions: {} done, {} to retry, {} failed, {} unknown, {} stale",
+        x.done, x.retry, x.failed, x.unknown, x.stale
+    );
+}
+
+/// `--once` fails when a poll or an action failed, so cron wrappers notice.
+fn cycle_exit(report: &CycleReport) -> ExitCode {
+    let failed = report.polls.iter().any(|(_, r)| r.is_err()) || report.executed.failed > 0;
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn sandbox(
+    listen: &str,
+    scenario: Option<PathBuf>,
+    journal: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let scenario = match &scenario {
+        Some(path) => Scenario::load(path)?,
+        None => crate::sandbox::default_scenario()?,
+    };
+    let listener = TcpListener::bind(listen).await?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let sandbox = Sandbox::start(
+        listener,
+        SandboxOptions {
+            scenario,
+            journal_path: journal,
+            clock,
+        },
+    )
+    .await?;
+    println!("Sandbox serving on {} (Ctrl-C to stop)", sandbox.base_url());
+    println!("  LWA:       POST {}/auth/o2/token", sandbox.base_url());
+    println!("  Orders v0: GET  {}/orders/v0/orders", sandbox.base_url());
+    println!("  Slack:     POST {}/hooks/slack/...", sandbox.base_url());
+    println!("  Journal:   GET  {}/_sandbox/journal", sandbox.base_url());
+    shutdown_on_signals().cancelled().await;
+    sandbox.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Validate the config and compile every rule; print every problem.
+pub fn check(config: Option<&Path>, rules: Option<&Path>) -> ExitCode {
+    let mut ok = true;
+    let mut limits = crate::config::RuleLimits::default();
+    let mut rules_dir = rules.map(Path::to_path_buf);
+    if let Some(path) = config {
+        match Config::load(path) {
+            Ok(config) => {
+                println!("{}: config ok", path.display());
+                limits = config.rules.limits;
+                rules_dir.get_or_insert(config.rules.dir);
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                ok = false;
+            }
+        }
+    }
+    let dir = rules_dir.unwrap_or_else(|| PathBuf::from("rules"));
+    match RuleEngine::new(limits).load_dir(&dir) {
+        Ok(set) => {
+            for rule in &set.rules {
+                println!(
+                    "{}: rule {} ok (version {})",
+                    rule.path.display(),
+                    rule.name,
+                    rule.version
+                );
+            }
+            if set.rules.is_empty() {
+                println!("{}: no rules", dir.display());
+            }
+        }
+        Err(errors) => {
+            for error in errors {
+                eprintln!("{error}");
+            }
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

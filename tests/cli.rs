@@ -1,0 +1,146 @@
+//! The `nightdesk` binary as ops run it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn nightdesk(args: &[&str], cwd: &Path) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_nightdesk"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output();
+    match out {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run nightdesk: {e}"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tempdir() -> tempfile::TempDir {
+    match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn check_passes_on_the_shipped_config_and_rules() {
+    let out = nightdesk(
+        &["check", "--config", "config/nightdesk.example.yaml"],
+        repo(),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("rule pending_over_7_days ok"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn check_names_file_and_line_of_a_rule_syntax_error() {
+    let dir = tempdir();
+    let rules = dir.path().join("rules");
+    assert!(std::fs::create_dir(&rules).is_ok());
+    assert!(std::fs::write(rules.join("good.rhai"), "fn on_order_sweep(order) { }\n").is_ok());
+    assert!(
+        std::fs::write(
+            rules.join("broken.rhai"),
+            "// a rule\nfn on_order_sweep(order) {\n    let days = ;\n}\n"
+        )
+        .is_ok()
+    );
+    let out = nightdesk(&["check", "--rules", "rules"], dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("rules/broken.rhai:3:"), "{stderr}");
+}
+
+#[test]
+fn check_reports_every_config_error_with_file_line_and_key() {
+    let dir = tempdir();
+    let config = "store:\n  url: sqlite://x.db\nrules:\n  dir: rules\nsweep:\n  schedule: \"every minute\"\nchannels:\n  ops:\n    type: slack\n    webhook_url: https://hooks.slack.com/services/T/B/secret-in-config\n";
+    assert!(std::fs::write(dir.path().join("bad.yaml"), config).is_ok());
+    assert!(std::fs::create_dir(dir.path().join("rules")).is_ok());
+    let out = nightdesk(&["check", "--config", "bad.yaml"], dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("bad.yaml:6: sweep.schedule:"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:10: channels.ops.webhook_url: a secret must be a reference"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("secret-in-config"), "{stderr}");
+}
+
+#[test]
+fn demo_once_alerts_then_delivers_nothing_new_on_the_same_database() {
+    let dir = tempdir();
+    let db = dir.path().join("demo.db");
+    let db = db.to_string_lossy();
+    let config = repo().join("config/demo.yaml");
+    let config = config.to_string_lossy();
+    let first = nightdesk(
+        &["demo", "--once", "--config", &config, "--db", &db],
+        repo(),
+    );
+    let stdout = text(&first.stdout);
+    assert!(first.status.success(), "{stdout}{}", text(&first.stderr));
+    assert!(
+        stdout.contains("Chat messages received by the sandbox's Slack webhook (2):"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("has been Pending since"), "{stdout}");
+
+    let second = nightdesk(
+        &["demo", "--once", "--config", &config, "--db", &db],
+        repo(),
+    );
+    let stdout = text(&second.stdout);
+    assert!(second.status.success(), "{stdout}{}", text(&second.stderr));
+    assert!(
+        stdout.contains("Slack webhook: none (nothing new to deliver)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_second_instance_on_the_same_sqlite_file_exits_with_a_clear_error() {
+    let dir = tempdir();
+    let db = dir.path().join("one.db");
+    let store = tokio::runtime::Runtime::new()
+        .map(|rt| rt.block_on(nightdesk::store::SqliteStore::open(&db)));
+    let Ok(Ok(_held)) = store else {
+        panic!("cannot open the first instance")
+    };
+    let config = repo().join("config/demo.yaml");
+    let out = nightdesk(
+        &[
+            "demo",
+            "--once",
+            "--config",
+            &config.to_string_lossy(),
+            "--db",
+            &db.to_string_lossy(),
+        ],
+        repo(),
+    );
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("another nightdesk instance is using"),
+        "{stderr}"
+    );
+}
