@@ -246,7 +246,7 @@ impl Daemon {
                         let args = [view::order(&order, now), view::event(&event.kind, event.at)];
                         let outcomes = self.engine.run(&rules, event.kind.hook(), &args);
                         failures += count_failures(&outcomes);
-                        rules::plan(&outcomes, &event.subject)
+                        rules::plan(&outcomes, &event.subject, now)
                     }
                     None => Vec::new(),
                 };
@@ -272,7 +272,11 @@ impl Daemon {
                     .run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
             failures += count_failures(&outcomes);
             planned += self
-                .record(None, rules::plan(&outcomes, &order.order.subject()), now)
+                .record(
+                    None,
+                    rules::plan(&outcomes, &order.order.subject(), now),
+                    now,
+                )
                 .await?;
         }
         tracing::info!(orders = orders.len(), planned, failures, "Sweep done.");

@@ -283,12 +283,49 @@ pub struct Event {
 pub enum ActionRequest {
     /// A chat alert to a configured channel.
     Alert { channel: String, text: String },
+    /// A reply to a buyer message, rendered from a template in the buyer's language.
+    Reply { message: String, template: String },
+    /// A proactive, order-scoped marketplace message of a fixed type (Amazon Messaging API).
+    NotifyBuyer {
+        order: String,
+        message_type: String,
+        template: String,
+    },
+    /// A full or partial refund with the marketplace's reason code.
+    Refund {
+        order: String,
+        reason: String,
+        /// Lines to refund; empty means the whole order.
+        items: Vec<RefundLine>,
+        /// The amount to refund, when not the lines' full value.
+        amount: Option<String>,
+    },
+    /// An official cancellation with the marketplace's reason code.
+    Cancel { order: String, reason: String },
+    /// A label on a subject, for people and later rules.
+    Tag { name: String },
+}
+
+/// One refunded line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundLine {
+    pub item: String,
+    pub quantity: Option<i64>,
+    pub amount: Option<String>,
 }
 
 impl ActionRequest {
+    pub const KINDS: [&'static str; 6] =
+        ["alert", "reply", "notify_buyer", "refund", "cancel", "tag"];
+
     pub fn kind(&self) -> &'static str {
         match self {
             ActionRequest::Alert { .. } => "alert",
+            ActionRequest::Reply { .. } => "reply",
+            ActionRequest::NotifyBuyer { .. } => "notify_buyer",
+            ActionRequest::Refund { .. } => "refund",
+            ActionRequest::Cancel { .. } => "cancel",
+            ActionRequest::Tag { .. } => "tag",
         }
     }
 }
@@ -303,6 +340,8 @@ pub struct PlannedAction {
     pub request: ActionRequest,
     /// Unique per effect: the outbox performs each key at most once.
     pub idempotency_key: String,
+    /// Set when the action must wait for a person's approval, with why.
+    pub hold: Option<String>,
 }
 
 #[cfg(test)]

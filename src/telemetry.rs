@@ -96,6 +96,9 @@ pub fn action_attempted(rule: &str, kind: &str, attempt: i64, outcome: &Outcome)
         Outcome::Failed { error } => {
             tracing::error!(rule, kind, attempt, error, "Action failed for good.")
         }
+        Outcome::Held { reason } => {
+            tracing::warn!(rule, kind, attempt, reason, "Action held for a person.")
+        }
         Outcome::Unknown { error } => tracing::error!(
             rule,
             kind,

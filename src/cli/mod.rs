@@ -285,8 +285,8 @@ fn print_cycle(report: &CycleReport) {
     );
     let x = &report.executed;
     println!(
-        "Actions: {} done, {} to retry, {} failed, {} unknown, {} stale",
-        x.done, x.retry, x.failed, x.unknown, x.stale
+        "Actions: {} done, {} to retry, {} failed, {} unknown, {} held, {} stale",
+        x.done, x.retry, x.failed, x.unknown, x.held, x.stale
     );
 }
 

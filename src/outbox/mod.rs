@@ -32,6 +32,7 @@ pub struct ExecutorReport {
     pub retry: usize,
     pub failed: usize,
     pub unknown: usize,
+    pub held: usize,
     pub stale: usize,
 }
 
@@ -42,11 +43,12 @@ impl ExecutorReport {
             Outcome::Retry { .. } => self.retry += 1,
             Outcome::Failed { .. } => self.failed += 1,
             Outcome::Unknown { .. } => self.unknown += 1,
+            Outcome::Held { .. } => self.held += 1,
         }
     }
 
     pub fn attempted(&self) -> usize {
-        self.done + self.retry + self.failed + self.unknown + self.stale
+        self.done + self.retry + self.failed + self.unknown + self.held + self.stale
     }
 }
 
@@ -141,6 +143,13 @@ impl Executor {
                     .send(&alert)
                     .await
                     .map(|receipt| serde_json::json!({ "channel": channel, "receipt": receipt }))
+            }
+            // Planned, shown and testable now; their executors are not built yet, so
+            // they wait where a person can see them instead of failing.
+            other => {
+                return Outcome::Held {
+                    reason: format!("no executor for {} actions yet", other.kind()),
+                };
             }
         };
         match result {

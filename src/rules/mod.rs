@@ -14,7 +14,10 @@
 //! A rule that errs [`QUARANTINE_AFTER`] times in a row, or runs past its limits, is
 //! quarantined (skipped) until its file changes; the other rules keep running.
 
+pub mod compliance;
 mod engine;
+pub mod reasons;
+pub mod templates;
 pub mod view;
 
 use std::collections::{BTreeSet, HashMap};
@@ -26,8 +29,11 @@ use rhai::{AST, CallFnOptions, Dynamic, Engine, EvalAltResult, Scope};
 use sha2::{Digest, Sha256};
 
 use crate::config::RuleLimits;
+use chrono::{DateTime, Datelike, Utc};
+
 use crate::model::{ActionRequest, PlannedAction, Subject};
 use engine::{Collector, DeadlineGuard, TIMEOUT_MARKER};
+pub use engine::{KeyOption, Period, RequestedAction};
 
 /// Consecutive failures after which a rule is quarantined.
 pub const QUARANTINE_AFTER: u32 = 3;
@@ -92,7 +98,7 @@ pub enum RuleOutcome {
     Ran {
         rule: String,
         version: String,
-        requests: Vec<ActionRequest>,
+        requests: Vec<RequestedAction>,
     },
     Failed {
         rule: String,
@@ -187,6 +193,13 @@ impl RuleEngine {
                     "the rule defines no hook; define one of {}",
                     known.join(", ")
                 ),
+            });
+        }
+        if let Some((line, message)) = reasons::check_literals(source).into_iter().next() {
+            return Err(RuleError::Compile {
+                path: shown,
+                line: Some(line),
+                message,
             });
         }
         let version = hex::encode(&Sha256::digest(source.as_bytes())[..6]);
@@ -369,15 +382,39 @@ impl RuleEngine {
     }
 }
 
-/// The default idempotency key: once per rule, subject, action kind and content.
-pub fn idempotency_key(rule: &str, subject: &Subject, request: &ActionRequest) -> String {
+/// The idempotency key of an action: by default once per rule, subject, action kind
+/// and content; `once_per` adds the UTC day or ISO week; an explicit key replaces the
+/// subject and content.
+pub fn idempotency_key(
+    rule: &str,
+    subject: &Subject,
+    request: &ActionRequest,
+    option: &KeyOption,
+    now: DateTime<Utc>,
+) -> String {
     let content = serde_json::to_vec(request).unwrap_or_default();
     let digest = hex::encode(&Sha256::digest(&content)[..8]);
-    format!("{rule}|{subject}|{}|{digest}", request.kind())
+    let kind = request.kind();
+    match option {
+        KeyOption::Content => format!("{rule}|{subject}|{kind}|{digest}"),
+        KeyOption::OncePer(Period::Day) => format!(
+            "{rule}|{subject}|{kind}|{digest}|{}",
+            now.format("%Y-%m-%d")
+        ),
+        KeyOption::OncePer(Period::Week) => {
+            let week = now.iso_week();
+            format!(
+                "{rule}|{subject}|{kind}|{digest}|{}-W{:02}",
+                week.year(),
+                week.week()
+            )
+        }
+        KeyOption::Explicit(key) => format!("{rule}|key:{key}"),
+    }
 }
 
-/// Turn what the rules asked for into planned actions for `subject`.
-pub fn plan(outcomes: &[RuleOutcome], subject: &Subject) -> Vec<PlannedAction> {
+/// Turn what the rules asked for into planned actions; `subject` is the hook's own.
+pub fn plan(outcomes: &[RuleOutcome], subject: &Subject, now: DateTime<Utc>) -> Vec<PlannedAction> {
     let mut planned = Vec::new();
     for outcome in outcomes {
         if let RuleOutcome::Ran {
@@ -386,13 +423,21 @@ pub fn plan(outcomes: &[RuleOutcome], subject: &Subject) -> Vec<PlannedAction> {
             requests,
         } = outcome
         {
-            for request in requests {
+            for requested in requests {
+                let subject = requested.subject.clone().unwrap_or_else(|| subject.clone());
                 planned.push(PlannedAction {
                     rule: rule.clone(),
                     rule_version: version.clone(),
-                    subject: subject.clone(),
-                    idempotency_key: idempotency_key(rule, subject, request),
-                    request: request.clone(),
+                    idempotency_key: idempotency_key(
+                        rule,
+                        &subject,
+                        &requested.request,
+                        &requested.key,
+                        now,
+                    ),
+                    request: requested.request.clone(),
+                    hold: requested.hold.clone(),
+                    subject,
                 });
             }
         }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::*;
-use crate::model::{Fulfillment, Order, OrderStatus, SalesChannel, StoredOrder};
+use crate::model::{Fulfillment, Order, OrderStatus, PlannedAction, SalesChannel, StoredOrder};
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0)
@@ -63,7 +63,9 @@ fn requests(outcomes: &[RuleOutcome]) -> Vec<ActionRequest> {
     outcomes
         .iter()
         .flat_map(|o| match o {
-            RuleOutcome::Ran { requests, .. } => requests.clone(),
+            RuleOutcome::Ran { requests, .. } => {
+                requests.iter().map(|r| r.request.clone()).collect()
+            }
             _ => vec![],
         })
         .collect()
@@ -86,7 +88,9 @@ fn pending_over_7_days_alerts_only_for_long_pending_orders() {
     let rules = set(&e, &[("pending_over_7_days", source)]);
     let alerts = requests(&sweep(&e, &rules, &stored(OrderStatus::Pending, 9)));
     assert_eq!(alerts.len(), 1);
-    let ActionRequest::Alert { channel, text } = &alerts[0];
+    let ActionRequest::Alert { channel, text } = &alerts[0] else {
+        panic!("{alerts:?}")
+    };
     assert_eq!(channel, "ops");
     assert!(
         text.contains("113-4829301-5520617") && text.contains("(FBM)"),
@@ -107,7 +111,7 @@ fn the_same_condition_gives_the_same_key_every_day() {
         )],
     );
     let order = stored(OrderStatus::Pending, 9);
-    let day1 = plan(&sweep(&e, &rules, &order), &order.order.subject());
+    let day1 = plan(&sweep(&e, &rules, &order), &order.order.subject(), now());
     let day2 = plan(
         &e.run(
             &rules,
@@ -115,6 +119,7 @@ fn the_same_condition_gives_the_same_key_every_day() {
             &[view::order(&order, now() + Duration::days(1))],
         ),
         &order.order.subject(),
+        now() + Duration::days(1),
     );
     assert_eq!(day1.len(), 1);
     assert_eq!(day1[0].idempotency_key, day2[0].idempotency_key);
@@ -349,4 +354,138 @@ fn three_failures_in_a_row_quarantine_until_the_file_changes() {
         sweep(&e, &fixed, &order)[0],
         RuleOutcome::Ran { .. }
     ));
+}
+
+fn planned(e: &RuleEngine, source: &str, order: &StoredOrder) -> Vec<PlannedAction> {
+    let rules = set(e, &[("r", source)]);
+    plan(&sweep(e, &rules, order), &order.order.subject(), now())
+}
+
+fn failure(e: &RuleEngine, source: &str, order: &StoredOrder) -> String {
+    let rules = set(e, &[("r", source)]);
+    match &sweep(e, &rules, order)[0] {
+        RuleOutcome::Failed { error, .. } => error.to_string(),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_action_kind_is_planned_as_data() {
+    let e = engine();
+    let order = stored(OrderStatus::Unshipped, 2);
+    let source = r#"fn on_order_sweep(order) {
+        cancel(order, "BuyerCanceled");
+        refund(order, #{ reason: "NoInventory", items: ["item-1", #{ id: "item-2", quantity: 1, amount: "5.00" }] });
+        notify_buyer(order, "unexpectedProblem", "shipping_exception");
+        tag(order, "vip");
+    }"#;
+    let actions = planned(&e, source, &order);
+    let kinds: Vec<&str> = actions.iter().map(|a| a.request.kind()).collect();
+    assert_eq!(kinds, vec!["cancel", "refund", "notify_buyer", "tag"]);
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.subject == order.order.subject() && a.hold.is_none())
+    );
+    let ActionRequest::Refund { items, reason, .. } = &actions[1].request else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(reason, "NoInventory");
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1].quantity, Some(1));
+    assert_eq!(items[1].amount.as_deref(), Some("5.00"));
+}
+
+#[test]
+fn hold_marks_an_action_for_approval() {
+    let e = engine();
+    let order = stored(OrderStatus::Unshipped, 2);
+    let actions = planned(
+        &e,
+        r#"fn on_order_sweep(order) { hold(refund(order, #{ reason: "CustomerReturn" }), "refund over 100"); }"#,
+        &order,
+    );
+    assert_eq!(actions[0].hold.as_deref(), Some("refund over 100"));
+}
+
+#[test]
+fn unsafe_or_unknown_requests_are_rule_errors() {
+    let e = engine();
+    let pending = stored(OrderStatus::Pending, 2);
+    let shipped = stored(OrderStatus::Shipped, 2);
+    let unshipped = stored(OrderStatus::Unshipped, 2);
+    let refund_pending = failure(
+        &e,
+        r#"fn on_order_sweep(o) { refund(o, #{ reason: "NoInventory" }); }"#,
+        &pending,
+    );
+    assert!(
+        refund_pending.contains("can never be refunded"),
+        "{refund_pending}"
+    );
+    let cancel_shipped = failure(
+        &e,
+        r#"fn on_order_sweep(o) { cancel(o, "BuyerCanceled"); }"#,
+        &shipped,
+    );
+    assert!(
+        cancel_shipped.contains("only unshipped orders"),
+        "{cancel_shipped}"
+    );
+    // A literal is caught when the rule compiles; a computed one when it runs.
+    let literal = compile(&e, "r", r#"fn on_order_sweep(o) { cancel(o, "Because"); }"#).err();
+    assert!(
+        matches!(&literal, Some(RuleError::Compile { line: Some(1), .. })),
+        "{literal:?}"
+    );
+    let bad_reason = failure(
+        &e,
+        r#"fn on_order_sweep(o) { let why = "Be" + "cause"; cancel(o, why); }"#,
+        &unshipped,
+    );
+    assert!(
+        bad_reason.contains("unknown cancel reason \"Because\""),
+        "{bad_reason}"
+    );
+    let bad_type = failure(
+        &e,
+        r#"fn on_order_sweep(o) { let t = "please" + "Review"; notify_buyer(o, t, "t"); }"#,
+        &unshipped,
+    );
+    assert!(bad_type.contains("unknown message type"), "{bad_type}");
+    let reply_to_order = failure(&e, r#"fn on_order_sweep(o) { reply(o, "t"); }"#, &unshipped);
+    assert!(
+        reply_to_order.contains("reply() takes the message"),
+        "{reply_to_order}"
+    );
+    let bad_option = failure(
+        &e,
+        r#"fn on_order_sweep(o) { alert("ops", "x", #{ once_per: "fortnight" }); }"#,
+        &unshipped,
+    );
+    assert!(bad_option.contains("once_per"), "{bad_option}");
+}
+
+#[test]
+fn key_options_decide_how_often_an_action_happens() {
+    let e = engine();
+    let order = stored(OrderStatus::Unshipped, 2);
+    let keys = |source: &str, at: DateTime<Utc>| -> Vec<String> {
+        let rules = set(&e, &[("r", source)]);
+        let outcomes = e.run(&rules, HOOK_ORDER_SWEEP, &[view::order(&order, at)]);
+        plan(&outcomes, &order.order.subject(), at)
+            .into_iter()
+            .map(|a| a.idempotency_key)
+            .collect()
+    };
+    let daily = r#"fn on_order_sweep(o) { alert("ops", "still open", #{ once_per: "day" }); }"#;
+    assert_ne!(keys(daily, now()), keys(daily, now() + Duration::days(1)));
+    assert_eq!(keys(daily, now()), keys(daily, now() + Duration::hours(1)));
+    let explicit = r#"fn on_order_sweep(o) { alert("ops", `open for ${o.age_days} days`, #{ key: `open-${o.id}` }); }"#;
+    let explicit_keys = keys(explicit, now());
+    assert_eq!(explicit_keys, keys(explicit, now() + Duration::days(3)));
+    assert_eq!(
+        explicit_keys,
+        vec!["r|key:open-113-4829301-5520617".to_owned()]
+    );
 }

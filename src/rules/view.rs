@@ -1,7 +1,8 @@
 //! What a rule sees: read-only Rhai maps built from the store's state, with every field
 //! always present (`()` when unknown) so that a misspelt field is an error.
 //!
-//! Order fields: `id`, `channel`, `account`, `marketplace`, `status`, `fulfillment`
+//! Every map names what it stands for in `subject` (`order:amazon/113-…`), which the
+//! action functions use. Order fields: `id`, `channel`, `account`, `marketplace`, `status`, `fulfillment`
 //! ("AFN"/"MFN"), `purchase_date`, `last_update`, `status_since`, `earliest_ship_date`,
 //! `latest_ship_date`, `latest_delivery_date` (ISO 8601 strings or `()`), `age_days`,
 //! `days_in_status`, `pending_days` (whole days; `pending_days` is 0 unless Pending),
@@ -46,6 +47,7 @@ fn whole_days(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
 pub fn order(stored: &StoredOrder, now: DateTime<Utc>) -> Dynamic {
     let o = &stored.order;
     let mut m = Map::new();
+    m.insert("subject".into(), o.subject().to_string().into());
     m.insert("id".into(), o.id.clone().into());
     m.insert("channel".into(), o.channel.as_str().into());
     m.insert("account".into(), o.account.clone().into());

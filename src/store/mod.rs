@@ -105,6 +105,10 @@ pub enum Outcome {
     Unknown {
         error: String,
     },
+    /// Waits for a person (approval, a cap, a missing executor).
+    Held {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -114,6 +118,7 @@ impl Outcome {
             Outcome::Retry { .. } => "retry",
             Outcome::Failed { .. } => "failed",
             Outcome::Unknown { .. } => "unknown",
+            Outcome::Held { .. } => "held",
         }
     }
 }

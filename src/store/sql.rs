@@ -347,17 +347,18 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<usize, $crate::store::StoreError> {
                 use $crate::store::{sql, to_ms};
-                let state = match mode {
-                    $crate::store::PlanMode::Live => "planned",
-                    $crate::store::PlanMode::DryRun => "dry_run",
-                };
                 let mut tx = self.write_tx().await?;
                 let mut inserted = 0;
                 for action in actions {
+                    let state = match (mode, &action.hold) {
+                        ($crate::store::PlanMode::DryRun, _) => "dry_run",
+                        ($crate::store::PlanMode::Live, Some(_)) => "held",
+                        ($crate::store::PlanMode::Live, None) => "planned",
+                    };
                     let payload = serde_json::to_string(&action.request).map_err(|e| sql::corrupt("action", e))?;
                     let row: Option<(i64,)> = sqlx::query_as(
-                        "INSERT INTO outbox (idempotency_key, rule, rule_version, subject, kind, payload, state, next_attempt_at, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)
+                        "INSERT INTO outbox (idempotency_key, rule, rule_version, subject, kind, payload, state, next_attempt_at, created_at, updated_at, last_error)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
                          ON CONFLICT (idempotency_key) DO NOTHING
                          RETURNING id",
                     )
@@ -369,13 +370,14 @@ macro_rules! sql_store {
                     .bind(&payload)
                     .bind(state)
                     .bind(to_ms(now))
+                    .bind(action.hold.as_deref())
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some((id,)) = row {
                         inserted += 1;
                         let detail = serde_json::json!({
                             "rule": action.rule, "rule_version": action.rule_version,
-                            "key": action.idempotency_key, "state": state,
+                            "key": action.idempotency_key, "state": state, "hold": action.hold,
                         });
                         sqlx::query("INSERT INTO audit (at, outbox_id, subject, kind, detail) VALUES ($1, $2, $3, $4, $5)")
                             .bind(to_ms(now))
@@ -446,7 +448,7 @@ macro_rules! sql_store {
                 let (next_attempt, error, detail) = match outcome {
                     Outcome::Done { detail } => (now, None, detail.clone()),
                     Outcome::Retry { at, error } => (*at, Some(error.as_str()), serde_json::json!({ "error": error, "next_attempt_at": at })),
-                    Outcome::Failed { error } | Outcome::Unknown { error } => (now, Some(error.as_str()), serde_json::json!({ "error": error })),
+                    Outcome::Failed { error } | Outcome::Unknown { error } | Outcome::Held { reason: error } => (now, Some(error.as_str()), serde_json::json!({ "error": error })),
                 };
                 let mut tx = self.write_tx().await?;
                 let updated = sqlx::query(

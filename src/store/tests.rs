@@ -80,6 +80,7 @@ fn alert(rule: &str, subject: &str, key: &str) -> PlannedAction {
             text: format!("about {subject}"),
         },
         idempotency_key: key.into(),
+        hold: None,
     }
 }
 

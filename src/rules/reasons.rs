@@ -1,0 +1,117 @@
+//! The reason codes and message types a marketplace accepts, so a rule that names an
+//! unknown one fails in `nightdesk check` and `nightdesk test`, not at 3 a.m. against the
+//! live API. Amazon's lists are from its order feeds (OrderAcknowledgement CancelReason,
+//! OrderAdjustment AdjustmentReason) and the Messaging API (research/marketplaces.md §4, §7).
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// `CancelReason` of the order acknowledgement feed.
+pub const AMAZON_CANCEL_REASONS: &[&str] = &[
+    "NoInventory",
+    "ShippingAddressUndeliverable",
+    "CustomerExchange",
+    "BuyerCanceled",
+    "GeneralAdjustment",
+    "CarrierCreditDecision",
+    "RiskAssessmentInformationNotValid",
+    "CarrierCoverageFailure",
+    "CustomerReturn",
+    "MerchandiseNotReceived",
+];
+
+/// `AdjustmentReason` of the payment adjustment feed.
+pub const AMAZON_REFUND_REASONS: &[&str] = &[
+    "NoInventory",
+    "CustomerReturn",
+    "GeneralAdjustment",
+    "CouldNotShip",
+    "DifferentItem",
+    "Abandoned",
+    "CustomerCancel",
+    "PriceError",
+    "ProductOutofStock",
+    "CustomerAddressIncorrect",
+    "Exchange",
+    "Other",
+    "CarrierCreditDecision",
+    "RiskAssessmentInformationNotValid",
+    "CarrierCoverageFailure",
+    "TransactionRecord",
+    "Undeliverable",
+    "RefusedDelivery",
+];
+
+/// Messaging API types that carry text (the attachment-only ones need documents).
+pub const AMAZON_MESSAGE_TYPES: &[&str] = &[
+    "confirmCustomizationDetails",
+    "confirmDeliveryDetails",
+    "confirmOrderDetails",
+    "confirmServiceDetails",
+    "digitalAccessKey",
+    "unexpectedProblem",
+];
+
+/// Why `value` is not in `list`, or `None` if it is.
+pub fn unknown(what: &str, value: &str, list: &[&str]) -> Option<String> {
+    if list.contains(&value) {
+        return None;
+    }
+    Some(format!(
+        "unknown {what} {value:?}; Amazon's are: {}",
+        list.join(", ")
+    ))
+}
+
+static CANCEL_LITERAL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r#"\bcancel\s*\([^,()]+,\s*"([^"]*)""#).ok());
+static REFUND_LITERAL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r#"\brefund\s*\([^#]*#\{[^}]*\breason\s*:\s*"([^"]*)""#).ok());
+static NOTIFY_LITERAL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r#"\bnotify_buyer\s*\([^,()]+,\s*"([^"]*)""#).ok());
+
+/// Check the reason codes and message types a rule's source names literally; each
+/// problem with its 1-based line. (Computed values are checked when the rule runs.)
+pub fn check_literals(source: &str) -> Vec<(usize, String)> {
+    let checks: [(&LazyLock<Option<Regex>>, &str, &[&str]); 3] = [
+        (&CANCEL_LITERAL, "cancel reason", AMAZON_CANCEL_REASONS),
+        (&REFUND_LITERAL, "refund reason", AMAZON_REFUND_REASONS),
+        (&NOTIFY_LITERAL, "message type", AMAZON_MESSAGE_TYPES),
+    ];
+    let mut problems = Vec::new();
+    for (pattern, what, list) in checks {
+        let Some(pattern) = pattern.as_ref() else {
+            continue;
+        };
+        for found in pattern.captures_iter(source) {
+            let Some(value) = found.get(1) else { continue };
+            if let Some(problem) = unknown(what, value.as_str(), list) {
+                let line = source[..value.start()].matches('\n').count() + 1;
+                problems.push((line, problem));
+            }
+        }
+    }
+    problems.sort();
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_reasons_are_checked_with_their_line() {
+        let source = "fn on_order_sweep(order) {\n  cancel(order, \"BuyerCanceled\");\n  cancel(order, \"BecauseISaidSo\");\n  refund(order, #{ items: [], reason: \"CustomerReturn\" });\n  refund(order, #{ reason: \"Whatever\" });\n  notify_buyer(order, \"unexpectedProblem\", \"t\");\n  notify_buyer(order, \"pleaseReview\", \"t\");\n}\n";
+        let problems = check_literals(source);
+        let lines: Vec<usize> = problems.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, vec![3, 5, 7], "{problems:?}");
+        assert!(
+            problems[0]
+                .1
+                .contains("unknown cancel reason \"BecauseISaidSo\"")
+        );
+        assert!(problems[1].1.contains("refund reason"));
+        assert!(problems[2].1.contains("message type"));
+    }
+}
