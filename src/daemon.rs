@@ -12,6 +12,7 @@ use std::time::Duration as StdDuration;
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Duration, Utc};
+use sha2::Digest;
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,14 +23,14 @@ use crate::channels::slack::SlackChannel;
 use crate::clock::SharedClock;
 use crate::config::{ChannelConfig, Config, Mode, SecretResolver};
 use crate::http::{self, RetryPolicy, UpstreamError};
-use crate::model::PlannedAction;
+use crate::model::{ActionRequest, PlannedAction, Subject};
 use crate::outbox::{Executor, ExecutorReport};
 use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
 use crate::schedule::Schedule;
 use crate::sources::amazon::lwa::LwaCredentials;
 use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use crate::sources::{self, OrderSource, PollReport};
-use crate::store::{PlanMode, Store, StoreError};
+use crate::store::{Store, StoreError};
 use crate::telemetry;
 
 /// Base URLs that replace the configured ones (the demo and tests point every
@@ -207,13 +208,6 @@ impl Daemon {
         })
     }
 
-    fn plan_mode(&self) -> PlanMode {
-        match self.config.mode {
-            Mode::Live => PlanMode::Live,
-            Mode::DryRun => PlanMode::DryRun,
-        }
-    }
-
     /// Poll one source and store what it read.
     pub async fn poll(&self, source: &dyn OrderSource) -> Result<PollReport, sources::SourceError> {
         let result = sources::poll_once(source, self.store.as_ref(), self.clock.now()).await;
@@ -245,8 +239,11 @@ impl Daemon {
                     Some(order) => {
                         let args = [view::order(&order, now), view::event(&event.kind, event.at)];
                         let outcomes = self.engine.run(&rules, event.kind.hook(), &args);
-                        failures += count_failures(&outcomes);
-                        rules::plan(&outcomes, &event.subject, now)
+                        let (failed, notices) = self.failures(&outcomes);
+                        failures += failed;
+                        let mut actions = rules::plan(&outcomes, &event.subject, now);
+                        actions.extend(notices);
+                        actions
                     }
                     None => Vec::new(),
                 };
@@ -270,33 +267,84 @@ impl Daemon {
             let outcomes =
                 self.engine
                     .run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
-            failures += count_failures(&outcomes);
-            planned += self
-                .record(
-                    None,
-                    rules::plan(&outcomes, &order.order.subject(), now),
-                    now,
-                )
-                .await?;
+            let (failed, notices) = self.failures(&outcomes);
+            failures += failed;
+            let mut actions = rules::plan(&outcomes, &order.order.subject(), now);
+            actions.extend(notices);
+            planned += self.record(None, actions, now).await?;
         }
         tracing::info!(orders = orders.len(), planned, failures, "Sweep done.");
         Ok((planned, failures))
     }
 
+    /// Put what the rules asked for in the outbox: dry-run rules' actions recorded
+    /// only, actions past a daily cap held (and the cap alerted once a day).
     async fn record(
         &self,
         event: Option<i64>,
         mut actions: Vec<PlannedAction>,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mode = self.plan_mode();
-        if mode == PlanMode::DryRun {
-            // Dry-run rows get keys of their own, so going live later still acts.
-            for action in &mut actions {
+        let keys: Vec<String> = actions.iter().map(|a| a.idempotency_key.clone()).collect();
+        let known = self.store.existing_keys(&keys).await?;
+        let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+        // Actions of this batch count against the caps too; (rule or "", kind) -> count.
+        let mut batch: HashMap<(String, &'static str), i64> = HashMap::new();
+        let mut notices = Vec::new();
+        for action in &mut actions {
+            let rule_override = self.config.rules.overrides.get(&action.rule);
+            let mode = rule_override
+                .and_then(|o| o.mode)
+                .unwrap_or(self.config.mode);
+            if mode == Mode::DryRun {
+                // Dry-run rows get keys of their own, so going live later still acts.
+                action.dry_run = true;
                 action.idempotency_key = format!("dry-run/{}", action.idempotency_key);
+                continue;
+            }
+            // Already in the outbox (the key decides), or already waiting for a person.
+            if known.contains(&action.idempotency_key) || action.hold.is_some() {
+                continue;
+            }
+            let kind = action.request.kind();
+            let caps = [
+                (
+                    Some(action.rule.clone()),
+                    rule_override.and_then(|o| o.caps.get(kind)).copied(),
+                ),
+                (None, self.config.caps.get(kind).copied()),
+            ];
+            for (rule, cap) in caps {
+                let Some(cap) = cap else { continue };
+                let slot = (rule.clone().unwrap_or_default(), kind);
+                let used = self
+                    .store
+                    .count_actions(kind, rule.as_deref(), day_start)
+                    .await?
+                    + batch.get(&slot).copied().unwrap_or(0);
+                if used >= i64::from(cap) {
+                    let scope = match &rule {
+                        Some(rule) => format!("rule {rule}"),
+                        None => "all rules together".to_owned(),
+                    };
+                    let reason = format!("daily cap of {cap} {kind} actions reached ({scope})");
+                    let topic = format!("cap/{}/{kind}/{}", slot.0, now.format("%Y-%m-%d"));
+                    let text = format!(
+                        "nightdesk: {reason}. Further {kind} actions today are held for approval, starting with one from rule {} on {}.",
+                        action.rule, action.subject
+                    );
+                    notices.extend(self.system_alert(&topic, text));
+                    action.hold = Some(reason);
+                    break;
+                }
+            }
+            if action.hold.is_none() {
+                *batch.entry((action.rule.clone(), kind)).or_default() += 1;
+                *batch.entry((String::new(), kind)).or_default() += 1;
             }
         }
-        let new = self.store.plan(event, &actions, mode, now).await?;
+        actions.extend(notices);
+        let new = self.store.plan(event, &actions, now).await?;
         for action in &actions {
             telemetry::actions_planned(&action.rule, action.request.kind(), 1);
         }
@@ -304,6 +352,91 @@ impl Daemon {
             self.planned.notify_one();
         }
         Ok(new)
+    }
+
+    /// An alert about nightdesk itself to the rules' alert channel, once per `topic`.
+    fn system_alert(&self, topic: &str, text: String) -> Option<PlannedAction> {
+        let channel = self.config.rules.alert_channel.clone()?;
+        Some(PlannedAction {
+            rule: "nightdesk".to_owned(),
+            rule_version: env!("CARGO_PKG_VERSION").to_owned(),
+            subject: Subject::named("nightdesk", topic),
+            idempotency_key: format!("nightdesk|{topic}"),
+            request: ActionRequest::Alert { channel, text },
+            hold: None,
+            dry_run: self.config.mode == Mode::DryRun,
+        })
+    }
+
+    /// Alerts for the rules these outcomes quarantined.
+    fn failures(&self, outcomes: &[RuleOutcome]) -> (usize, Vec<PlannedAction>) {
+        let mut failures = 0;
+        let mut notices = Vec::new();
+        for outcome in outcomes {
+            if let RuleOutcome::Failed {
+                rule,
+                error,
+                quarantined_now,
+            } = outcome
+            {
+                telemetry::rule_failed(rule, error, *quarantined_now);
+                failures += 1;
+                if *quarantined_now {
+                    let version = self
+                        .rules
+                        .load()
+                        .rules
+                        .iter()
+                        .find(|r| &r.name == rule)
+                        .map(|r| r.version.clone());
+                    let topic = format!("quarantine/{rule}/{}", version.unwrap_or_default());
+                    let text = format!(
+                        "nightdesk: rule {rule} is quarantined and skipped until its file changes; the other rules keep running. Last error: {error}"
+                    );
+                    notices.extend(self.system_alert(&topic, text));
+                }
+            }
+        }
+        (failures, notices)
+    }
+
+    /// Compile the rules folder again; swap the new set in only if every file compiles,
+    /// else keep the last good set running and alert.
+    pub async fn reload_rules(&self) -> Result<usize, Vec<RuleError>> {
+        match self.engine.load_dir(&self.config.rules.dir) {
+            Ok(set) => {
+                let count = set.rules.len();
+                self.rules.store(Arc::new(set));
+                telemetry::rules_loaded(count);
+                Ok(count)
+            }
+            Err(errors) => {
+                let listing: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                telemetry::rules_reload_failed(&listing);
+                let digest = hex::encode(&sha2::Sha256::digest(listing.join("\n").as_bytes())[..6]);
+                let text = format!(
+                    "nightdesk: rule reload failed; the last good rules keep running.\n{}",
+                    listing.join("\n")
+                );
+                if let Some(alert) = self.system_alert(&format!("reload/{digest}"), text) {
+                    if let Err(e) = self.store.plan(None, &[alert], self.clock.now()).await {
+                        tracing::error!(error = %e, "Cannot record the reload alert.");
+                    }
+                    self.planned.notify_one();
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    /// The rule names loaded now, with their versions.
+    pub fn loaded_rules(&self) -> Vec<(String, String)> {
+        self.rules
+            .load()
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.version.clone()))
+            .collect()
     }
 
     /// Perform every due action.
@@ -387,6 +520,16 @@ impl Daemon {
             let shutdown = shutdown.clone();
             tasks.spawn(async move { daemon.executor_loop(shutdown).await });
         }
+        if self.config.rules.reload {
+            match self.clone().watch_rules(shutdown.clone()) {
+                Ok(watching) => {
+                    tasks.spawn(watching);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot watch the rules folder; rules reload on restart only.")
+                }
+            }
+        }
         tasks.close();
         shutdown.cancelled().await;
         tracing::info!("Shutting down: polling stopped, finishing actions in flight.");
@@ -399,6 +542,48 @@ impl Daemon {
             );
         }
         Ok(())
+    }
+
+    /// Reload the rules whenever a file under the rules folder changes (debounced:
+    /// editors save in several steps). Watching the folder, not the files, follows
+    /// editors that replace a file instead of writing it.
+    fn watch_rules(
+        self: Arc<Self>,
+        shutdown: CancellationToken,
+    ) -> notify::Result<impl Future<Output = ()> + use<>> {
+        use notify_debouncer_full::{DebounceEventResult, new_debouncer, notify::RecursiveMode};
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let mut debouncer = new_debouncer(
+            StdDuration::from_millis(500),
+            None,
+            move |result: DebounceEventResult| {
+                let relevant = result.is_ok_and(|events| {
+                    events
+                        .iter()
+                        .flat_map(|e| e.paths.iter())
+                        .any(|p| p.extension().is_some_and(|x| x == "rhai" || x == "txt"))
+                });
+                if relevant {
+                    // A reload is already queued if this fails: nothing is lost.
+                    let _ = tx.try_send(());
+                }
+            },
+        )?;
+        debouncer.watch(&self.config.rules.dir, RecursiveMode::Recursive)?;
+        Ok(async move {
+            let _watching = debouncer;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    changed = rx.recv() => {
+                        if changed.is_none() {
+                            return;
+                        }
+                        let _ = self.reload_rules().await;
+                    }
+                }
+            }
+        })
     }
 
     /// Run `work` now and then at every fire of `schedule`, until shutdown.
@@ -443,20 +628,4 @@ impl Daemon {
             }
         }
     }
-}
-
-fn count_failures(outcomes: &[RuleOutcome]) -> usize {
-    let mut failures = 0;
-    for outcome in outcomes {
-        if let RuleOutcome::Failed {
-            rule,
-            error,
-            quarantined_now,
-        } = outcome
-        {
-            telemetry::rule_failed(rule, error, *quarantined_now);
-            failures += 1;
-        }
-    }
-    failures
 }

@@ -342,6 +342,8 @@ pub struct PlannedAction {
     pub idempotency_key: String,
     /// Set when the action must wait for a person's approval, with why.
     pub hold: Option<String>,
+    /// Recorded only, never performed (the rule or the daemon runs in dry-run).
+    pub dry_run: bool,
 }
 
 #[cfg(test)]

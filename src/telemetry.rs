@@ -122,3 +122,8 @@ pub fn rules_loaded(count: usize) {
     gauge!("nightdesk_rules_loaded").set(count as f64);
     tracing::info!(count, "Rules loaded.");
 }
+
+pub fn rules_reload_failed(errors: &[String]) {
+    counter!("nightdesk_rule_reload_errors_total").increment(1);
+    tracing::error!(errors = ?errors, "Rule reload failed; the last good rules keep running.");
+}

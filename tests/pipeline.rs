@@ -476,10 +476,16 @@ async fn a_failing_rule_does_not_stop_the_others() {
         assert_eq!(report.rule_failures, 1, "{}", h.label());
         let mut texts = h.slack_texts();
         texts.sort();
-        assert_eq!(texts.len(), 2, "{}: {texts:?}", h.label());
+        // The pending alert, the new-order alert, and ops told of the quarantine.
+        assert_eq!(texts.len(), 3, "{}: {texts:?}", h.label());
         assert!(texts[0].contains("has been Pending"), "{}", h.label());
         assert!(
             texts[1].starts_with("new order 113-4829301-5520617 (Pending)"),
+            "{}",
+            h.label()
+        );
+        assert!(
+            texts[2].starts_with("nightdesk: rule a_runaway is quarantined"),
             "{}",
             h.label()
         );

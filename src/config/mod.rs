@@ -56,6 +56,9 @@ struct RawConfig {
     amazon: Option<RawAmazon>,
     #[serde(default)]
     channels: BTreeMap<String, RawChannel>,
+    /// Most actions of each kind per UTC day, all rules together.
+    #[serde(default)]
+    caps: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,24 @@ struct RawRules {
     dir: PathBuf,
     #[serde(default)]
     limits: Option<RawRuleLimits>,
+    /// Where problems with rules are alerted (a channel name).
+    #[serde(default)]
+    alert_channel: Option<String>,
+    /// Watch the folder and reload on change (default true).
+    #[serde(default)]
+    reload: Option<bool>,
+    /// Per rule (by file name): mode and caps.
+    #[serde(default)]
+    overrides: BTreeMap<String, RawRuleOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuleOverride {
+    #[serde(default)]
+    mode: Option<Mode>,
+    #[serde(default)]
+    caps: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,6 +191,8 @@ pub struct Config {
     pub amazon_app_name: String,
     pub amazon: Vec<AmazonAccount>,
     pub channels: BTreeMap<String, ChannelConfig>,
+    /// Most actions of each kind per UTC day, all rules together.
+    pub caps: BTreeMap<String, u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +240,18 @@ impl fmt::Debug for PostgresUrl {
 pub struct RulesConfig {
     pub dir: PathBuf,
     pub limits: RuleLimits,
+    /// Channel for alerts about rules themselves (reload failures, quarantines, caps).
+    pub alert_channel: Option<String>,
+    pub reload: bool,
+    pub overrides: BTreeMap<String, RuleOverride>,
+}
+
+/// Settings of one rule that differ from the global ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleOverride {
+    pub mode: Option<Mode>,
+    /// Most actions of each kind per UTC day for this rule.
+    pub caps: BTreeMap<String, u32>,
 }
 
 /// Sandbox limits for every rule evaluation (research/reliability.md §6 defaults).
@@ -502,6 +537,18 @@ impl Validator {
         }
     }
 
+    fn caps(&mut self, key: &str, caps: &BTreeMap<String, u32>) {
+        for kind in caps.keys() {
+            if !crate::model::ActionRequest::KINDS.contains(&kind.as_str()) {
+                let kinds = crate::model::ActionRequest::KINDS.join(", ");
+                self.error(
+                    &format!("{key}.{kind}"),
+                    format!("unknown action kind; kinds are {kinds}"),
+                );
+            }
+        }
+    }
+
     fn range(&mut self, key: &str, value: i64, min: i64, max: i64) -> i64 {
         if value < min || value > max {
             self.error(key, format!("{value} is out of range {min}..={max}"));
@@ -532,10 +579,39 @@ impl Validator {
                 self.error("rules.limits.timeout_ms", "must be between 1 and 10000 ms");
             }
         }
+        let mut overrides = BTreeMap::new();
+        for (name, o) in raw.rules.overrides {
+            let key = format!("rules.overrides.{name}");
+            self.caps(&format!("{key}.caps"), &o.caps);
+            overrides.insert(
+                name,
+                RuleOverride {
+                    mode: o.mode,
+                    caps: o.caps,
+                },
+            );
+        }
+        self.caps("caps", &raw.caps);
+        let alert_channel = match raw.rules.alert_channel {
+            Some(name) if !raw.channels.contains_key(&name) => {
+                self.error(
+                    "rules.alert_channel",
+                    format!("no channel named {name:?} under channels"),
+                );
+                None
+            }
+            Some(name) => Some(name),
+            // By convention the ops channel hears about rule problems.
+            None => raw.channels.contains_key("ops").then(|| "ops".to_owned()),
+        };
         let rules = RulesConfig {
             dir: base.join(&raw.rules.dir),
             limits,
+            alert_channel,
+            reload: raw.rules.reload.unwrap_or(true),
+            overrides,
         };
+        let caps = raw.caps;
 
         let server_listen =
             raw.server
@@ -648,6 +724,7 @@ impl Validator {
             amazon_app_name,
             amazon,
             channels,
+            caps,
         };
         Some(config)
     }

@@ -437,6 +437,7 @@ pub fn plan(outcomes: &[RuleOutcome], subject: &Subject, now: DateTime<Utc>) -> 
                     ),
                     request: requested.request.clone(),
                     hold: requested.hold.clone(),
+                    dry_run: false,
                     subject,
                 });
             }

@@ -71,10 +71,17 @@ static REFUND_LITERAL: LazyLock<Option<Regex>> =
 static NOTIFY_LITERAL: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r#"\bnotify_buyer\s*\([^,()]+,\s*"([^"]*)""#).ok());
 
+/// A pattern that captures a literal, what it names, and the values allowed.
+type LiteralCheck = (
+    &'static LazyLock<Option<Regex>>,
+    &'static str,
+    &'static [&'static str],
+);
+
 /// Check the reason codes and message types a rule's source names literally; each
 /// problem with its 1-based line. (Computed values are checked when the rule runs.)
 pub fn check_literals(source: &str) -> Vec<(usize, String)> {
-    let checks: [(&LazyLock<Option<Regex>>, &str, &[&str]); 3] = [
+    let checks: [LiteralCheck; 3] = [
         (&CANCEL_LITERAL, "cancel reason", AMAZON_CANCEL_REASONS),
         (&REFUND_LITERAL, "refund reason", AMAZON_REFUND_REASONS),
         (&NOTIFY_LITERAL, "message type", AMAZON_MESSAGE_TYPES),

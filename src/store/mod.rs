@@ -62,15 +62,6 @@ pub struct IngestReport {
     pub events: usize,
 }
 
-/// Where a planned action starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PlanMode {
-    /// To be performed by an executor.
-    Live,
-    /// Recorded only: the executors are switched off for it.
-    DryRun,
-}
-
 /// An action an executor holds under a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedAction {
@@ -192,13 +183,28 @@ pub trait Store: Send + Sync {
 
     /// In one transaction: add `actions` to the outbox (a known idempotency key is
     /// skipped) and mark `event` as seen by the rules. Returns how many were new.
+    /// Each starts `dry_run`, `held` or `planned`, as the action says.
     async fn plan(
         &self,
         event: Option<i64>,
         actions: &[PlannedAction],
-        mode: PlanMode,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError>;
+
+    /// Which of `keys` the outbox already holds.
+    async fn existing_keys(
+        &self,
+        keys: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+
+    /// How many actions of `kind` (of `rule`, or of every rule) entered the outbox
+    /// since `since`, dry-run ones left out: for daily caps.
+    async fn count_actions(
+        &self,
+        kind: &str,
+        rule: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
 
     /// Claim up to `limit` due actions (or ones whose lease expired) for `owner`.
     async fn claim_due(

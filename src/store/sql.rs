@@ -343,17 +343,16 @@ macro_rules! sql_store {
                 &self,
                 event: Option<i64>,
                 actions: &[$crate::model::PlannedAction],
-                mode: $crate::store::PlanMode,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<usize, $crate::store::StoreError> {
                 use $crate::store::{sql, to_ms};
                 let mut tx = self.write_tx().await?;
                 let mut inserted = 0;
                 for action in actions {
-                    let state = match (mode, &action.hold) {
-                        ($crate::store::PlanMode::DryRun, _) => "dry_run",
-                        ($crate::store::PlanMode::Live, Some(_)) => "held",
-                        ($crate::store::PlanMode::Live, None) => "planned",
+                    let state = match (action.dry_run, &action.hold) {
+                        (true, _) => "dry_run",
+                        (false, Some(_)) => "held",
+                        (false, None) => "planned",
                     };
                     let payload = serde_json::to_string(&action.request).map_err(|e| sql::corrupt("action", e))?;
                     let row: Option<(i64,)> = sqlx::query_as(
@@ -398,6 +397,36 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 Ok(inserted)
+            }
+
+            async fn existing_keys(&self, keys: &[String]) -> Result<std::collections::HashSet<String>, $crate::store::StoreError> {
+                let mut found = std::collections::HashSet::new();
+                for chunk in keys.chunks($crate::store::sql::ID_CHUNK) {
+                    let sql = $crate::store::sql::in_list("SELECT idempotency_key FROM outbox WHERE idempotency_key IN", 1, chunk.len());
+                    let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
+                    for key in chunk {
+                        query = query.bind(key);
+                    }
+                    found.extend(query.fetch_all(&self.pool).await?.into_iter().map(|(k,)| k));
+                }
+                Ok(found)
+            }
+
+            async fn count_actions(
+                &self,
+                kind: &str,
+                rule: Option<&str>,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<i64, $crate::store::StoreError> {
+                let row: (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM outbox WHERE kind = $1 AND ($2 IS NULL OR rule = $2) AND created_at >= $3 AND state <> 'dry_run'",
+                )
+                .bind(kind)
+                .bind(rule)
+                .bind($crate::store::to_ms(since))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.0)
             }
 
             async fn claim_due(

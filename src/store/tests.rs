@@ -81,6 +81,7 @@ fn alert(rule: &str, subject: &str, key: &str) -> PlannedAction {
         },
         idempotency_key: key.into(),
         hold: None,
+        dry_run: false,
     }
 }
 
@@ -236,15 +237,13 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
         let event = s.pending_events(10).await?.first().map(|e| e.id);
         let a = alert("r", "order:amazon/111-0000007-0000007", "k1");
         assert_eq!(
-            s.plan(event, &[a.clone(), a.clone()], PlanMode::Live, t0())
-                .await?,
+            s.plan(event, &[a.clone(), a.clone()], t0()).await?,
             1,
             "{}",
             t.label
         );
         assert_eq!(
-            s.plan(None, std::slice::from_ref(&a), PlanMode::Live, t0())
-                .await?,
+            s.plan(None, std::slice::from_ref(&a), t0()).await?,
             0,
             "{}",
             t.label
@@ -255,13 +254,11 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
         assert_eq!(rows[0].state, "planned", "{}", t.label);
         assert_eq!(rows[0].payload["kind"], "alert", "{}", t.label);
 
-        let dry = alert("r", "order:amazon/111-0000007-0000007", "dry-run/k1");
-        assert_eq!(
-            s.plan(None, &[dry], PlanMode::DryRun, t0()).await?,
-            1,
-            "{}",
-            t.label
-        );
+        let dry = PlannedAction {
+            dry_run: true,
+            ..alert("r", "order:amazon/111-0000007-0000007", "dry-run/k1")
+        };
+        assert_eq!(s.plan(None, &[dry], t0()).await?, 1, "{}", t.label);
         // Dry-run rows are never handed to an executor.
         let claimed = s.claim_due("w", t0(), Duration::minutes(5), 10).await?;
         assert_eq!(claimed.len(), 1, "{}", t.label);
@@ -274,8 +271,7 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
 async fn claims_are_leased_and_fenced() -> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
-        s.plan(None, &[alert("r", "daemon:x", "k")], PlanMode::Live, t0())
-            .await?;
+        s.plan(None, &[alert("r", "daemon:x", "k")], t0()).await?;
         let lease = Duration::minutes(5);
         let first = s.claim_due("worker-a", t0(), lease, 10).await?;
         assert_eq!(first.len(), 1, "{}", t.label);
@@ -335,8 +331,7 @@ async fn claims_are_leased_and_fenced() -> Result<(), StoreError> {
 async fn retries_wait_for_their_time() -> Result<(), StoreError> {
     for t in stores().await {
         let s = &t.store;
-        s.plan(None, &[alert("r", "daemon:y", "k")], PlanMode::Live, t0())
-            .await?;
+        s.plan(None, &[alert("r", "daemon:y", "k")], t0()).await?;
         let claim = s.claim_due("w", t0(), Duration::minutes(5), 10).await?;
         let at = t0() + Duration::seconds(16);
         s.finish(
@@ -404,7 +399,7 @@ async fn concurrent_executors_never_claim_the_same_action() -> Result<(), StoreE
         let actions: Vec<PlannedAction> = (0..60)
             .map(|i| alert("r", &format!("daemon:{i}"), &format!("key-{i}")))
             .collect();
-        t.store.plan(None, &actions, PlanMode::Live, t0()).await?;
+        t.store.plan(None, &actions, t0()).await?;
         let workers: Vec<_> = (0..3)
             .map(|w| {
                 let store = t.store.clone();
@@ -437,6 +432,48 @@ async fn concurrent_executors_never_claim_the_same_action() -> Result<(), StoreE
             (before, all.len()),
             (60, 60),
             "{}: every action claimed exactly once",
+            t.label
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn actions_are_counted_per_kind_and_rule_for_caps() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let mut actions: Vec<PlannedAction> = (0..3)
+            .map(|i| alert("a", "daemon:z", &format!("a{i}")))
+            .collect();
+        actions.push(alert("b", "daemon:z", "b0"));
+        actions.push(PlannedAction {
+            dry_run: true,
+            ..alert("b", "daemon:z", "b1")
+        });
+        s.plan(None, &actions, t0()).await?;
+        assert_eq!(
+            s.count_actions("alert", None, t0()).await?,
+            4,
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.count_actions("alert", Some("a"), t0()).await?,
+            3,
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.count_actions("refund", None, t0()).await?,
+            0,
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.count_actions("alert", None, t0() + Duration::seconds(1))
+                .await?,
+            0,
+            "{}",
             t.label
         );
     }
