@@ -205,6 +205,87 @@ pub struct StoredOrder {
     pub first_seen: DateTime<Utc>,
 }
 
+/// A buyer's message, as the mail source understands it (filled by the mail source;
+/// fixtures and tests build them directly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuyerMessage {
+    pub id: String,
+    pub channel: SalesChannel,
+    pub account: String,
+    pub marketplace_id: Option<String>,
+    /// The marketplace's relay address the buyer wrote from.
+    pub from: String,
+    pub subject: String,
+    pub body: String,
+    pub received_at: DateTime<Utc>,
+    /// An order id found in the subject or body.
+    pub order_id: Option<String>,
+    /// A tracking number given instead of (or with) an order id.
+    pub tracking_number: Option<String>,
+    /// ISO 639-1, when detected.
+    pub language: Option<String>,
+    /// where_is_my_order, cancel, refund, return, address_change, other.
+    pub intent: Option<String>,
+    /// A substantive reply has gone out (stops the 24-hour clock).
+    pub answered: bool,
+}
+
+impl BuyerMessage {
+    pub fn subject_key(&self) -> Subject {
+        Subject::named("message", &self.id)
+    }
+}
+
+/// Normalised tracking status (research/carriers.md §2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TrackingStatus {
+    Unknown,
+    LabelCreated,
+    InTransit,
+    OutForDelivery,
+    AvailableForPickup,
+    DeliveryAttempted,
+    Delivered,
+    Exception,
+    ReturnToSender,
+    Cancelled,
+}
+
+impl TrackingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackingStatus::Unknown => "Unknown",
+            TrackingStatus::LabelCreated => "LabelCreated",
+            TrackingStatus::InTransit => "InTransit",
+            TrackingStatus::OutForDelivery => "OutForDelivery",
+            TrackingStatus::AvailableForPickup => "AvailableForPickup",
+            TrackingStatus::DeliveryAttempted => "DeliveryAttempted",
+            TrackingStatus::Delivered => "Delivered",
+            TrackingStatus::Exception => "Exception",
+            TrackingStatus::ReturnToSender => "ReturnToSender",
+            TrackingStatus::Cancelled => "Cancelled",
+        }
+    }
+}
+
+/// A parcel of an order, as the carrier last described it (filled by the carrier
+/// sources; fixtures and tests build them directly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub carrier: String,
+    pub tracking_number: String,
+    pub tracking_url: Option<String>,
+    pub status: TrackingStatus,
+    /// delay, customs, address, damaged, lost, refused, held, payment_due, other.
+    pub exception_reason: Option<String>,
+    /// The carrier's own code and words, always kept.
+    pub raw_code: Option<String>,
+    pub status_text: Option<String>,
+    pub last_event_at: Option<DateTime<Utc>>,
+    pub last_event_location: Option<String>,
+    pub estimated_delivery: Option<DateTime<Utc>>,
+}
+
 /// What an event or an action is about, e.g. `order:amazon/113-4829301-5520617`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -251,6 +332,19 @@ pub enum EventKind {
         from: Option<OrderStatus>,
         to: OrderStatus,
     },
+    /// A buyer wrote.
+    BuyerMessageReceived,
+    /// A buyer message has had no substantive reply for `hours` hours.
+    SlaAtRisk { hours: i64 },
+    /// A parcel's normalised status changed.
+    TrackingUpdated {
+        from: Option<TrackingStatus>,
+        to: TrackingStatus,
+    },
+    /// The carrier reports a problem with a parcel.
+    ShipmentException { reason: String },
+    /// A named schedule of the config fired.
+    Schedule { name: String },
 }
 
 impl EventKind {
@@ -258,12 +352,22 @@ impl EventKind {
     pub fn hook(&self) -> &'static str {
         match self {
             EventKind::OrderStatusChanged { .. } => "on_order_status_changed",
+            EventKind::BuyerMessageReceived => "on_buyer_message",
+            EventKind::SlaAtRisk { .. } => "on_sla_at_risk",
+            EventKind::TrackingUpdated { .. } => "on_tracking_updated",
+            EventKind::ShipmentException { .. } => "on_shipment_exception",
+            EventKind::Schedule { .. } => "on_schedule",
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             EventKind::OrderStatusChanged { .. } => "OrderStatusChanged",
+            EventKind::BuyerMessageReceived => "BuyerMessageReceived",
+            EventKind::SlaAtRisk { .. } => "SlaAtRisk",
+            EventKind::TrackingUpdated { .. } => "TrackingUpdated",
+            EventKind::ShipmentException { .. } => "ShipmentException",
+            EventKind::Schedule { .. } => "Schedule",
         }
     }
 }

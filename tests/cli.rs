@@ -144,3 +144,43 @@ fn a_second_instance_on_the_same_sqlite_file_exits_with_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn test_runs_the_shipped_fixtures() {
+    let out = nightdesk(&["test", "rules"], repo());
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("ok    alerts ops about an FBM order Pending for 9 days"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with(", 0 failed"), "{stdout}");
+}
+
+#[test]
+fn test_fails_with_a_diff_when_a_rule_does_not_do_what_its_fixture_says() {
+    let dir = tempdir();
+    let rules = dir.path().join("rules");
+    assert!(std::fs::create_dir(&rules).is_ok());
+    assert!(
+        std::fs::write(
+            rules.join("noisy.rhai"),
+            "fn on_order_sweep(order) { alert(\"ops\", `order ${order.id}`); }\n"
+        )
+        .is_ok()
+    );
+    let fixture = "cases:\n  - name: should stay quiet for shipped orders\n    hook: on_order_sweep\n    order: { id: 113-4829301-5520617, status: Shipped, purchased: 3d }\n    expect: []\n";
+    assert!(std::fs::write(rules.join("noisy.test.yaml"), fixture).is_ok());
+    let out = nightdesk(&["test", "rules"], dir.path());
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  should stay quiet for shipped orders"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("got:\n          - alert ops: \"order 113-4829301-5520617\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}

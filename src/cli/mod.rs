@@ -65,6 +65,12 @@ pub enum Command {
         #[arg(long)]
         journal: Option<PathBuf>,
     },
+    /// Run the rule fixtures (`rules/*.test.yaml`): given this state, expect these actions.
+    Test {
+        /// A rules folder or one fixture file.
+        #[arg(default_value = "rules")]
+        path: PathBuf,
+    },
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -104,6 +110,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
             journal,
         } => sandbox(&listen, scenario, journal).await,
         Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
+        Command::Test { path } => Ok(test(&path)),
     }
 }
 
@@ -374,5 +381,42 @@ pub fn check(config: Option<&Path>, rules: Option<&Path>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Run rule fixtures; every case is listed, failures with what differed.
+pub fn test(path: &Path) -> ExitCode {
+    let dir = if path.is_file() {
+        path.parent().map(Path::to_path_buf).unwrap_or_default()
+    } else {
+        path.to_owned()
+    };
+    let engine = RuleEngine::new(crate::config::RuleLimits::default());
+    let rules = match engine.load_dir(&dir) {
+        Ok(rules) => rules,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("{error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match crate::rules::fixtures::run(&engine, &rules, path) {
+        Ok(report) => {
+            print!("{}", report.render());
+            if report.cases.is_empty() {
+                eprintln!("no fixtures under {}", path.display());
+                return ExitCode::FAILURE;
+            }
+            if report.failed() == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
     }
 }

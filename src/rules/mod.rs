@@ -2,11 +2,19 @@
 //! an event and the current state of its subject and *ask* for actions; the engine turns
 //! those requests into planned actions with idempotency keys. A rule performs no I/O.
 //!
-//! Hooks a rule may define:
+//! Hooks a rule may define (the maps are documented in [`view`]):
 //! - `fn on_order_status_changed(order, event)`: a new order, or a status change;
-//! - `fn on_order_sweep(order)`: every open order at each sweep (time-based rules).
+//! - `fn on_order_sweep(order)`: every open order at each sweep (time-based rules);
+//! - `fn on_buyer_message(msg)`: a buyer wrote (`msg.order` is the order, if found);
+//! - `fn on_sla_at_risk(msg, event)`: a message still has no substantive reply;
+//! - `fn on_tracking_updated(shipment, event)`, `fn on_shipment_exception(shipment, event)`;
+//! - `fn on_schedule(name)`: a named schedule fired.
 //!
-//! Actions: `alert(channel, text)`.
+//! Actions (each returns a handle for `hold(action[, reason])`; each takes an optional
+//! last `#{ key: "…", once_per: "day" | "week" }`): `alert(channel, text)`,
+//! `reply(msg, template)`, `notify_buyer(order, message_type, template)`,
+//! `refund(order, #{ reason, items?, amount? })`, `cancel(order, reason)`,
+//! `tag(order_or_msg, name)`.
 //!
 //! Only hooks run: statements at the top level of a file are never executed (helper
 //! functions are fine), and `import`, `eval` and every kind of I/O are unavailable.
@@ -16,6 +24,7 @@
 
 pub mod compliance;
 mod engine;
+pub mod fixtures;
 pub mod reasons;
 pub mod templates;
 pub mod view;
@@ -39,9 +48,22 @@ pub use engine::{KeyOption, Period, RequestedAction};
 pub const QUARANTINE_AFTER: u32 = 3;
 
 /// The hooks a rule may define, with their parameter counts.
-pub const HOOKS: &[(&str, usize)] = &[(HOOK_ORDER_STATUS_CHANGED, 2), (HOOK_ORDER_SWEEP, 1)];
+pub const HOOKS: &[(&str, usize)] = &[
+    (HOOK_ORDER_STATUS_CHANGED, 2),
+    (HOOK_ORDER_SWEEP, 1),
+    (HOOK_BUYER_MESSAGE, 1),
+    (HOOK_SLA_AT_RISK, 2),
+    (HOOK_TRACKING_UPDATED, 2),
+    (HOOK_SHIPMENT_EXCEPTION, 2),
+    (HOOK_SCHEDULE, 1),
+];
 pub const HOOK_ORDER_STATUS_CHANGED: &str = "on_order_status_changed";
 pub const HOOK_ORDER_SWEEP: &str = "on_order_sweep";
+pub const HOOK_BUYER_MESSAGE: &str = "on_buyer_message";
+pub const HOOK_SLA_AT_RISK: &str = "on_sla_at_risk";
+pub const HOOK_TRACKING_UPDATED: &str = "on_tracking_updated";
+pub const HOOK_SHIPMENT_EXCEPTION: &str = "on_shipment_exception";
+pub const HOOK_SCHEDULE: &str = "on_schedule";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {

@@ -13,7 +13,9 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rhai::{Array, Dynamic, Map};
 
-use crate::model::{EventKind, Money, OrderStatus, StoredOrder};
+use crate::model::{
+    BuyerMessage, EventKind, Money, OrderStatus, Shipment, StoredOrder, TrackingStatus,
+};
 
 fn time(t: DateTime<Utc>) -> Dynamic {
     t.to_rfc3339_opts(SecondsFormat::Secs, true).into()
@@ -112,7 +114,7 @@ pub fn order(stored: &StoredOrder, now: DateTime<Utc>) -> Dynamic {
     m.into()
 }
 
-/// An event as a rule sees it: `#{type, from, to, at}`.
+/// An event as a rule sees it: `#{type, at, …}` with the fields of its kind.
 pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
     let mut m = Map::new();
     m.insert("type".into(), kind.name().into());
@@ -121,7 +123,117 @@ pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
             m.insert("from".into(), opt_str(from.map(|s| s.as_str())));
             m.insert("to".into(), to.as_str().into());
         }
+        EventKind::TrackingUpdated { from, to } => {
+            m.insert("from".into(), opt_str(from.map(|s| s.as_str())));
+            m.insert("to".into(), to.as_str().into());
+        }
+        EventKind::SlaAtRisk { hours } => {
+            m.insert("hours".into(), (*hours).into());
+        }
+        EventKind::ShipmentException { reason } => {
+            m.insert("reason".into(), reason.clone().into());
+        }
+        EventKind::Schedule { name } => {
+            m.insert("name".into(), name.clone().into());
+        }
+        EventKind::BuyerMessageReceived => {}
     }
     m.insert("at".into(), time(at));
+    m.into()
+}
+
+/// A buyer message as a rule sees it. Fields: `subject` (what it stands for), `id`,
+/// `channel`, `account`, `marketplace`, `from`, `title` (the mail's subject line),
+/// `body`, `received_at`, `hours_open` (whole hours since it arrived), `answered`,
+/// `order_id_found`, `tracking_number_found`, `language`, `intent`, `order` (the order
+/// it is about, or `()`), `customer_orders` (the same customer's orders on every
+/// connected channel; empty until the customer index exists).
+pub fn message(
+    msg: &BuyerMessage,
+    order: Option<&StoredOrder>,
+    customer_orders: &[StoredOrder],
+    now: DateTime<Utc>,
+) -> Dynamic {
+    let mut m = Map::new();
+    m.insert("subject".into(), msg.subject_key().to_string().into());
+    m.insert("id".into(), msg.id.clone().into());
+    m.insert("channel".into(), msg.channel.as_str().into());
+    m.insert("account".into(), msg.account.clone().into());
+    m.insert("marketplace".into(), opt_str(msg.marketplace_id.as_deref()));
+    m.insert("from".into(), msg.from.clone().into());
+    m.insert("title".into(), msg.subject.clone().into());
+    m.insert("body".into(), msg.body.clone().into());
+    m.insert("received_at".into(), time(msg.received_at));
+    m.insert(
+        "hours_open".into(),
+        (now - msg.received_at).num_hours().max(0).into(),
+    );
+    m.insert("answered".into(), msg.answered.into());
+    m.insert("order_id_found".into(), opt_str(msg.order_id.as_deref()));
+    m.insert(
+        "tracking_number_found".into(),
+        opt_str(msg.tracking_number.as_deref()),
+    );
+    m.insert("language".into(), opt_str(msg.language.as_deref()));
+    m.insert("intent".into(), opt_str(msg.intent.as_deref()));
+    m.insert(
+        "order".into(),
+        order.map_or(Dynamic::UNIT, |o| self::order(o, now)),
+    );
+    let others: Array = customer_orders
+        .iter()
+        .map(|o| self::order(o, now))
+        .collect();
+    m.insert("customer_orders".into(), others.into());
+    m.into()
+}
+
+/// A parcel as a rule sees it. Fields: `subject` (its order's), `carrier`,
+/// `tracking_number`, `tracking_url`, `status` (normalised), `exception_reason`,
+/// `raw_code`, `status_text`, `last_event_at`, `last_event_location`,
+/// `estimated_delivery`, `days_since_last_event`, `late` (past the estimated delivery
+/// and not delivered), `order` (or `()`).
+pub fn shipment(parcel: &Shipment, order: Option<&StoredOrder>, now: DateTime<Utc>) -> Dynamic {
+    let mut m = Map::new();
+    let subject = order
+        .map(|o| o.order.subject().to_string())
+        .unwrap_or_else(|| format!("parcel:{}", parcel.tracking_number));
+    m.insert("subject".into(), subject.into());
+    m.insert("carrier".into(), parcel.carrier.clone().into());
+    m.insert(
+        "tracking_number".into(),
+        parcel.tracking_number.clone().into(),
+    );
+    m.insert(
+        "tracking_url".into(),
+        opt_str(parcel.tracking_url.as_deref()),
+    );
+    m.insert("status".into(), parcel.status.as_str().into());
+    m.insert(
+        "exception_reason".into(),
+        opt_str(parcel.exception_reason.as_deref()),
+    );
+    m.insert("raw_code".into(), opt_str(parcel.raw_code.as_deref()));
+    m.insert("status_text".into(), opt_str(parcel.status_text.as_deref()));
+    m.insert("last_event_at".into(), opt_time(parcel.last_event_at));
+    m.insert(
+        "last_event_location".into(),
+        opt_str(parcel.last_event_location.as_deref()),
+    );
+    m.insert(
+        "estimated_delivery".into(),
+        opt_time(parcel.estimated_delivery),
+    );
+    let quiet = parcel
+        .last_event_at
+        .map_or(Dynamic::UNIT, |t| whole_days(t, now).into());
+    m.insert("days_since_last_event".into(), quiet);
+    let late = parcel.estimated_delivery.is_some_and(|due| now > due)
+        && parcel.status != TrackingStatus::Delivered;
+    m.insert("late".into(), late.into());
+    m.insert(
+        "order".into(),
+        order.map_or(Dynamic::UNIT, |o| self::order(o, now)),
+    );
     m.into()
 }
