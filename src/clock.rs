@@ -17,6 +17,13 @@ pub type SharedClock = Arc<dyn Clock>;
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+impl SystemClock {
+    /// Now, for command-line tools that have no injected clock to take.
+    pub fn now_utc(self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()

@@ -629,3 +629,113 @@ impl Daemon {
         }
     }
 }
+
+/// One action today's rules would ask for over stored history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayLine {
+    pub at: DateTime<Utc>,
+    /// What triggered it: an event's name, or `sweep`.
+    pub trigger: String,
+    pub subject: String,
+    pub rule: String,
+    pub action: String,
+    /// The outbox already holds this key: it was (or is being) done.
+    pub already_planned: bool,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub events: usize,
+    pub orders_swept: usize,
+    pub lines: Vec<ReplayLine>,
+    pub failures: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{} rule file(s) do not compile:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<RuleError>),
+}
+
+/// Run the rules of `config` over the events stored since `since`, and a sweep at
+/// `now`, and say what they would do. Nothing is written (give it a read-only store):
+/// no outbox row, no audit line, no event marked seen. Each event is judged against
+/// the order as it is now: the store keeps events, not every past version of an order.
+pub async fn replay(
+    config: &Config,
+    store: &dyn Store,
+    now: DateTime<Utc>,
+    since: DateTime<Utc>,
+) -> Result<ReplayReport, ReplayError> {
+    let engine = RuleEngine::new(config.rules.limits);
+    let rules = engine
+        .load_dir(&config.rules.dir)
+        .map_err(ReplayError::Rules)?;
+    let mut report = ReplayReport::default();
+    let mut planned: Vec<(DateTime<Utc>, String, PlannedAction)> = Vec::new();
+    let mut judge = |outcomes: Vec<RuleOutcome>,
+                     subject: &Subject,
+                     at: DateTime<Utc>,
+                     trigger: &str,
+                     report: &mut ReplayReport| {
+        for outcome in &outcomes {
+            if let RuleOutcome::Failed { rule, error, .. } = outcome {
+                report
+                    .failures
+                    .push(format!("{at} {subject} {rule}: {error}"));
+            }
+        }
+        for action in rules::plan(&outcomes, subject, at) {
+            planned.push((at, trigger.to_owned(), action));
+        }
+    };
+    for event in store.events_since(since).await? {
+        report.events += 1;
+        let Some((channel, id)) = event.subject.as_order() else {
+            continue;
+        };
+        let Some(order) = store.order(channel, id).await? else {
+            continue;
+        };
+        let args = [
+            view::order(&order, event.at),
+            view::event(&event.kind, event.at),
+        ];
+        let outcomes = engine.run(&rules, event.kind.hook(), &args);
+        judge(
+            outcomes,
+            &event.subject,
+            event.at,
+            event.kind.name(),
+            &mut report,
+        );
+    }
+    let open = store
+        .open_orders(now - Duration::days(config.sweep.max_age_days))
+        .await?;
+    report.orders_swept = open.len();
+    for order in &open {
+        let outcomes = engine.run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
+        judge(outcomes, &order.order.subject(), now, "sweep", &mut report);
+    }
+    let keys: Vec<String> = planned
+        .iter()
+        .map(|(_, _, a)| a.idempotency_key.clone())
+        .collect();
+    let known = store.existing_keys(&keys).await?;
+    report.lines = planned
+        .into_iter()
+        .map(|(at, trigger, action)| ReplayLine {
+            at,
+            trigger,
+            subject: action.subject.to_string(),
+            already_planned: known.contains(&action.idempotency_key),
+            action: rules::describe_action(&action.request, action.hold.as_deref()),
+            rule: action.rule,
+        })
+        .collect();
+    Ok(report)
+}

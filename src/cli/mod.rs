@@ -13,7 +13,9 @@ use url::Url;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ConfigErrors, SecretResolver, StoreTarget};
-use crate::daemon::{BuildError, CycleReport, Daemon, DaemonError, DaemonOptions, Endpoints};
+use crate::daemon::{
+    BuildError, CycleReport, Daemon, DaemonError, DaemonOptions, Endpoints, ReplayError,
+};
 use crate::http::RetryPolicy;
 use crate::rules::RuleEngine;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions, Scenario};
@@ -71,6 +73,18 @@ pub enum Command {
         #[arg(default_value = "rules")]
         path: PathBuf,
     },
+    /// Run today's rules over stored history and print what they would do. Writes
+    /// nothing: the store is opened read-only.
+    Replay {
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        /// How far back: 7d, 36h, or an RFC 3339 time.
+        #[arg(long, default_value = "7d")]
+        since: String,
+        /// The SQLite file (default: the config's store).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -96,6 +110,8 @@ pub enum CliError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
+    Replay(#[from] ReplayError),
+    #[error("{0}")]
     Usage(String),
 }
 
@@ -111,6 +127,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
         } => sandbox(&listen, scenario, journal).await,
         Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
         Command::Test { path } => Ok(test(&path)),
+        Command::Replay { config, since, db } => replay(&config, &since, db).await,
     }
 }
 
@@ -419,4 +436,49 @@ pub fn test(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn replay(
+    config_path: &Path,
+    since: &str,
+    db: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let mut config = Config::load(config_path)?;
+    if let Some(db) = db {
+        config.store = StoreTarget::Sqlite(db);
+    }
+    let now = SystemClock.now_utc();
+    let since = crate::rules::fixtures::parse_time(since, now).map_err(CliError::Usage)?;
+    let store = store::open_read_only(&config.store).await?;
+    let report = crate::daemon::replay(&config, store.as_ref(), now, since).await?;
+    println!("Replay since {since} (dry: nothing is sent or written)");
+    println!(
+        "{} event(s), {} open order(s) swept",
+        report.events, report.orders_swept
+    );
+    for line in &report.lines {
+        let state = if line.already_planned {
+            "already in the outbox"
+        } else {
+            "NEW"
+        };
+        println!(
+            "  {} {:<22} {:<16} {:<40} {} [{state}]",
+            line.at.format("%Y-%m-%d %H:%M"),
+            line.trigger,
+            line.rule,
+            line.subject,
+            line.action
+        );
+    }
+    for failure in &report.failures {
+        println!("  rule failure: {failure}");
+    }
+    let new = report.lines.iter().filter(|l| !l.already_planned).count();
+    println!(
+        "{} action(s) would be requested: {new} new, {} already in the outbox",
+        report.lines.len(),
+        report.lines.len() - new
+    );
+    Ok(ExitCode::SUCCESS)
 }

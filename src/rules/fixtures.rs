@@ -412,35 +412,7 @@ impl Case {
 }
 
 fn describe(action: &RequestedAction) -> String {
-    let held = action
-        .hold
-        .as_ref()
-        .map(|r| format!(" [held: {r}]"))
-        .unwrap_or_default();
-    let what = match &action.request {
-        ActionRequest::Alert { channel, text } => format!("alert {channel}: {text:?}"),
-        ActionRequest::Reply { template, .. } => format!("reply with template {template}"),
-        ActionRequest::NotifyBuyer {
-            message_type,
-            template,
-            ..
-        } => format!("notify_buyer {message_type} with template {template}"),
-        ActionRequest::Refund {
-            reason,
-            amount,
-            items,
-            ..
-        } => {
-            format!(
-                "refund ({reason}) amount {} items {}",
-                amount.as_deref().unwrap_or("full"),
-                items.len()
-            )
-        }
-        ActionRequest::Cancel { reason, .. } => format!("cancel ({reason})"),
-        ActionRequest::Tag { name } => format!("tag {name}"),
-    };
-    format!("{what}{held}")
+    super::describe_action(&action.request, action.hold.as_deref())
 }
 
 fn matches(expected: &BTreeMap<String, Expected>, got: &RequestedAction) -> bool {

@@ -435,6 +435,37 @@ pub fn idempotency_key(
     }
 }
 
+/// One line saying what an action does, for people (`test`, `replay`, `explain`).
+pub fn describe_action(request: &ActionRequest, hold: Option<&str>) -> String {
+    let held = hold.map(|r| format!(" [held: {r}]")).unwrap_or_default();
+    let what = match request {
+        ActionRequest::Alert { channel, text } => format!("alert {channel}: {text:?}"),
+        ActionRequest::Reply { template, .. } => format!("reply with template {template}"),
+        ActionRequest::NotifyBuyer {
+            message_type,
+            template,
+            ..
+        } => {
+            format!("notify_buyer {message_type} with template {template}")
+        }
+        ActionRequest::Refund {
+            reason,
+            amount,
+            items,
+            ..
+        } => {
+            format!(
+                "refund ({reason}) amount {} items {}",
+                amount.as_deref().unwrap_or("full"),
+                items.len()
+            )
+        }
+        ActionRequest::Cancel { reason, .. } => format!("cancel ({reason})"),
+        ActionRequest::Tag { name } => format!("tag {name}"),
+    };
+    format!("{what}{held}")
+}
+
 /// Turn what the rules asked for into planned actions; `subject` is the hook's own.
 pub fn plan(outcomes: &[RuleOutcome], subject: &Subject, now: DateTime<Utc>) -> Vec<PlannedAction> {
     let mut planned = Vec::new();

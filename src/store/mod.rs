@@ -166,6 +166,9 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError>;
 
+    /// Events recorded at or after `since`, oldest first (seen by the rules or not).
+    async fn events_since(&self, since: DateTime<Utc>) -> Result<Vec<Event>, StoreError>;
+
     /// Events the rules have not seen yet, oldest first.
     async fn pending_events(&self, limit: i64) -> Result<Vec<Event>, StoreError>;
 
@@ -229,6 +232,16 @@ pub trait Store: Send + Sync {
     async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
 
     async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
+/// Open the configured store for reading only: no migrations, no instance lock.
+pub async fn open_read_only(target: &StoreTarget) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => std::sync::Arc::new(SqliteStore::open_read_only(path).await?),
+        StoreTarget::Postgres(url) => {
+            std::sync::Arc::new(PostgresStore::connect_read_only(url.expose()).await?)
+        }
+    })
 }
 
 /// Open the configured store, apply its migrations, and (SQLite) take the instance lock.

@@ -28,6 +28,24 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Connect for reading only: every session is read-only, so a replay or report can
+    /// never write, whatever it runs.
+    pub async fn connect_read_only(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
     async fn write_tx(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         Ok(self.pool.begin().await?)
     }

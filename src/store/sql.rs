@@ -110,6 +110,24 @@ pub(super) fn assemble(
         .collect()
 }
 
+/// Events as read back; a row that does not parse is corrupt data, named by its id.
+pub(super) fn events(
+    rows: Vec<(i64, String, String, i64)>,
+) -> Result<Vec<crate::model::Event>, StoreError> {
+    rows.into_iter()
+        .map(|(id, subject, payload, at)| {
+            let kind =
+                serde_json::from_str(&payload).map_err(|e| corrupt(&format!("event {id}"), e))?;
+            Ok(crate::model::Event {
+                id,
+                subject: crate::model::Subject::from_stored(subject),
+                kind,
+                at: from_ms(at),
+            })
+        })
+        .collect()
+}
+
 /// When an order entered its status: a new Pending order has been pending since it was
 /// bought; otherwise the status is as old as the update that brought it.
 pub(super) fn status_since(order: &Order, previous: Option<(&str, i64)>) -> DateTime<Utc> {
@@ -270,6 +288,16 @@ macro_rules! sql_store {
                 Ok(report)
             }
 
+            async fn events_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::model::Event>, $crate::store::StoreError> {
+                let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, subject, payload, at FROM events WHERE at >= $1 ORDER BY id",
+                )
+                .bind($crate::store::to_ms(since))
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::store::sql::events(rows)
+            }
+
             async fn pending_events(&self, limit: i64) -> Result<Vec<$crate::model::Event>, $crate::store::StoreError> {
                 let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
                     "SELECT id, subject, payload, at FROM events WHERE processed_at IS NULL ORDER BY id LIMIT $1",
@@ -277,18 +305,7 @@ macro_rules! sql_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(|(id, subject, payload, at)| {
-                        let kind = serde_json::from_str(&payload)
-                            .map_err(|e| $crate::store::sql::corrupt(&format!("event {id}"), e))?;
-                        Ok($crate::model::Event {
-                            id,
-                            subject: $crate::model::Subject::from_stored(subject),
-                            kind,
-                            at: $crate::store::from_ms(at),
-                        })
-                    })
-                    .collect()
+                $crate::store::sql::events(rows)
             }
 
             async fn order(

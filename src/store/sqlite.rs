@@ -74,6 +74,42 @@ impl SqliteStore {
         })
     }
 
+    /// Open an existing database read-only, without the instance lock: for `replay`
+    /// and reports beside a running daemon. Every write fails.
+    pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                reason: "no such database".into(),
+            });
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::Database)?
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await?;
+        // The lock file is opened but not locked: the daemon keeps its instance lock.
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Open {
+                path: lock_path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+            _lock: lock,
+        })
+    }
+
     /// Write transactions take the write lock up front, so two writers queue on
     /// `busy_timeout` instead of failing when a read lock cannot be upgraded.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {

@@ -16,6 +16,8 @@ pub struct TestStore {
     pub store: Arc<dyn Store>,
     /// For SQLite, the database file (the test may open it again).
     pub sqlite_path: Option<PathBuf>,
+    /// For PostgreSQL, the test database's URL.
+    pub postgres_url: Option<String>,
     dir: Option<PathBuf>,
 }
 
@@ -49,6 +51,7 @@ pub async fn sqlite() -> Result<TestStore, StoreError> {
         label: "sqlite",
         store: Arc::new(store),
         sqlite_path: Some(path),
+        postgres_url: None,
         dir: Some(dir),
     })
 }
@@ -80,10 +83,12 @@ pub async fn postgres() -> Result<Option<TestStore>, StoreError> {
         }
     };
     let store = PostgresStore::connect(&url).await?;
+    let postgres_url = Some(url);
     Ok(Some(TestStore {
         label: "postgres",
         store: Arc::new(store),
         sqlite_path: None,
+        postgres_url,
         dir: None,
     }))
 }
