@@ -30,7 +30,7 @@ use crate::schedule::Schedule;
 use crate::sources::amazon::lwa::LwaCredentials;
 use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use crate::sources::{self, OrderSource, PollReport};
-use crate::store::{Store, StoreError};
+use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
 
 /// Base URLs that replace the configured ones (the demo and tests point every
@@ -235,7 +235,7 @@ impl Daemon {
                     Some((channel, id)) => self.store.order(channel, id).await?,
                     None => None,
                 };
-                let actions = match state {
+                let (outcomes, actions) = match state {
                     Some(order) => {
                         let args = [view::order(&order, now), view::event(&event.kind, event.at)];
                         let outcomes = self.engine.run(&rules, event.kind.hook(), &args);
@@ -243,11 +243,34 @@ impl Daemon {
                         failures += failed;
                         let mut actions = rules::plan(&outcomes, &event.subject, now);
                         actions.extend(notices);
-                        actions
+                        (outcomes, actions)
                     }
-                    None => Vec::new(),
+                    None => (Vec::new(), Vec::new()),
                 };
-                planned += self.record(Some(event.id), actions, now).await?;
+                let (new, became) = self.record(Some(event.id), actions, now).await?;
+                planned += new;
+                let mut decisions = Self::decisions(
+                    event.kind.name(),
+                    Some(event.id),
+                    &event.subject,
+                    &outcomes,
+                    &became,
+                    now,
+                    true,
+                );
+                if outcomes.is_empty() {
+                    decisions.push(Decision {
+                        at: now,
+                        subject: event.subject.to_string(),
+                        trigger: event.kind.name().to_owned(),
+                        event_id: Some(event.id),
+                        rule: "(no rule)".to_owned(),
+                        rule_version: String::new(),
+                        outcome: format!("no rule defines {}", event.kind.hook()),
+                        detail: serde_json::json!({}),
+                    });
+                }
+                self.store.record_decisions(&decisions).await?;
             }
         }
         Ok((seen, planned, failures))
@@ -269,9 +292,14 @@ impl Daemon {
                     .run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
             let (failed, notices) = self.failures(&outcomes);
             failures += failed;
-            let mut actions = rules::plan(&outcomes, &order.order.subject(), now);
+            let subject = order.order.subject();
+            let mut actions = rules::plan(&outcomes, &subject, now);
             actions.extend(notices);
-            planned += self.record(None, actions, now).await?;
+            let (new, became) = self.record(None, actions, now).await?;
+            planned += new;
+            let decisions =
+                Self::decisions("sweep", None, &subject, &outcomes, &became, now, false);
+            self.store.record_decisions(&decisions).await?;
         }
         tracing::info!(orders = orders.len(), planned, failures, "Sweep done.");
         Ok((planned, failures))
@@ -284,8 +312,9 @@ impl Daemon {
         event: Option<i64>,
         mut actions: Vec<PlannedAction>,
         now: DateTime<Utc>,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<(usize, HashMap<String, String>), StoreError> {
         let keys: Vec<String> = actions.iter().map(|a| a.idempotency_key.clone()).collect();
+        let mut became: HashMap<String, String> = HashMap::new();
         let known = self.store.existing_keys(&keys).await?;
         let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
         // Actions of this batch count against the caps too; (rule or "", kind) -> count.
@@ -297,13 +326,25 @@ impl Daemon {
                 .and_then(|o| o.mode)
                 .unwrap_or(self.config.mode);
             if mode == Mode::DryRun {
+                became.insert(
+                    action.idempotency_key.clone(),
+                    "dry-run: recorded, not performed".into(),
+                );
                 // Dry-run rows get keys of their own, so going live later still acts.
                 action.dry_run = true;
                 action.idempotency_key = format!("dry-run/{}", action.idempotency_key);
                 continue;
             }
             // Already in the outbox (the key decides), or already waiting for a person.
-            if known.contains(&action.idempotency_key) || action.hold.is_some() {
+            if known.contains(&action.idempotency_key) {
+                became.insert(
+                    action.idempotency_key.clone(),
+                    "already in the outbox".into(),
+                );
+                continue;
+            }
+            if let Some(reason) = &action.hold {
+                became.insert(action.idempotency_key.clone(), format!("held: {reason}"));
                 continue;
             }
             let kind = action.request.kind();
@@ -334,11 +375,13 @@ impl Daemon {
                         action.rule, action.subject
                     );
                     notices.extend(self.system_alert(&topic, text));
+                    became.insert(action.idempotency_key.clone(), format!("held: {reason}"));
                     action.hold = Some(reason);
                     break;
                 }
             }
             if action.hold.is_none() {
+                became.insert(action.idempotency_key.clone(), "new: planned".into());
                 *batch.entry((action.rule.clone(), kind)).or_default() += 1;
                 *batch.entry((String::new(), kind)).or_default() += 1;
             }
@@ -351,7 +394,85 @@ impl Daemon {
         if new > 0 {
             self.planned.notify_one();
         }
-        Ok(new)
+        Ok((new, became))
+    }
+
+    /// What each rule decided, with what became of each action it asked for. With
+    /// `all`, rules that asked nothing are kept too (events); sweeps keep only rules
+    /// that asked or failed.
+    fn decisions(
+        trigger: &str,
+        event_id: Option<i64>,
+        subject: &Subject,
+        outcomes: &[RuleOutcome],
+        became: &HashMap<String, String>,
+        now: DateTime<Utc>,
+        all: bool,
+    ) -> Vec<Decision> {
+        let mut out = Vec::new();
+        for outcome in outcomes {
+            let (rule, version, result, detail) = match outcome {
+                RuleOutcome::Ran {
+                    rule,
+                    version,
+                    requests,
+                } if requests.is_empty() => {
+                    if !all {
+                        continue;
+                    }
+                    (rule, version.clone(), "nothing", serde_json::json!({}))
+                }
+                RuleOutcome::Ran { rule, version, .. } => {
+                    let actions: Vec<serde_json::Value> = rules::plan(
+                        std::slice::from_ref(outcome),
+                        subject,
+                        now,
+                    )
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "action": rules::describe_action(&a.request, a.hold.as_deref()),
+                            "key": a.idempotency_key,
+                            "became": became.get(&a.idempotency_key).cloned().unwrap_or_default(),
+                        })
+                    })
+                    .collect();
+                    (
+                        rule,
+                        version.clone(),
+                        "asked",
+                        serde_json::json!({ "actions": actions }),
+                    )
+                }
+                RuleOutcome::Failed {
+                    rule,
+                    error,
+                    quarantined_now,
+                } => (
+                    rule,
+                    String::new(),
+                    "failed",
+                    serde_json::json!({ "error": error.to_string(), "quarantined_now": quarantined_now }),
+                ),
+                RuleOutcome::Quarantined { rule } => {
+                    if !all {
+                        continue;
+                    }
+                    (rule, String::new(), "quarantined", serde_json::json!({}))
+                }
+            };
+            out.push(Decision {
+                at: now,
+                subject: subject.to_string(),
+                trigger: trigger.to_owned(),
+                event_id,
+                rule: rule.clone(),
+                rule_version: version,
+                outcome: result.to_owned(),
+                detail,
+            });
+        }
+        out
     }
 
     /// An alert about nightdesk itself to the rules' alert channel, once per `topic`.
@@ -738,4 +859,122 @@ pub async fn replay(
         })
         .collect();
     Ok(report)
+}
+
+/// Everything nightdesk decided and did about one order, for `nightdesk explain`.
+#[derive(Debug, Clone)]
+pub struct Explanation {
+    pub subject: Subject,
+    pub order: Option<crate::model::StoredOrder>,
+    pub decisions: Vec<Decision>,
+    pub outbox: Vec<crate::store::OutboxRow>,
+    pub audit: Vec<crate::store::AuditEntry>,
+}
+
+/// Read an order's decision trace from the store.
+pub async fn explain(
+    store: &dyn Store,
+    channel: crate::model::SalesChannel,
+    order_id: &str,
+) -> Result<Explanation, StoreError> {
+    let subject = Subject::order(channel, order_id);
+    Ok(Explanation {
+        order: store.order(channel, order_id).await?,
+        decisions: store.decisions(subject.as_str()).await?,
+        outbox: store.outbox_for(subject.as_str()).await?,
+        audit: store.audit_log(Some(subject.as_str())).await?,
+        subject,
+    })
+}
+
+impl Explanation {
+    /// The trace as text: the order, each decision with what became of each action,
+    /// then each action's life in the outbox.
+    pub fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let when = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M:%S").to_string();
+        match &self.order {
+            Some(o) => {
+                let _ = writeln!(
+                    out,
+                    "{}: {} since {}, {}, bought {}, last updated {}",
+                    self.subject,
+                    o.order.status,
+                    when(o.status_since),
+                    o.order
+                        .fulfillment
+                        .map_or("fulfilment unknown", |f| f.as_str()),
+                    when(o.order.purchase_date),
+                    when(o.order.last_update)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: not in the store (never polled, or outside the lookback)",
+                    self.subject
+                );
+            }
+        }
+        let _ = writeln!(out, "\nDecisions ({}):", self.decisions.len());
+        if self.decisions.is_empty() {
+            let _ = writeln!(
+                out,
+                "  none recorded (sweeps record only rules that asked for something or failed)"
+            );
+        }
+        for d in &self.decisions {
+            let version = if d.rule_version.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", d.rule_version)
+            };
+            let _ = writeln!(
+                out,
+                "  {}  {:<20} {}{}: {}",
+                when(d.at),
+                d.trigger,
+                d.rule,
+                version,
+                d.outcome
+            );
+            if let Some(actions) = d.detail["actions"].as_array() {
+                for a in actions {
+                    let _ = writeln!(
+                        out,
+                        "      {} -> {}",
+                        a["action"].as_str().unwrap_or(""),
+                        a["became"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            if let Some(error) = d.detail["error"].as_str() {
+                let _ = writeln!(out, "      error: {error}");
+            }
+        }
+        let _ = writeln!(out, "\nActions ({}):", self.outbox.len());
+        for row in &self.outbox {
+            let error = row
+                .last_error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  #{} {} by {} {}: {} after {} attempt(s){error}",
+                row.id, row.kind, row.rule, row.rule_version, row.state, row.attempts
+            );
+            for entry in self.audit.iter().filter(|a| a.outbox_id == Some(row.id)) {
+                let _ = writeln!(
+                    out,
+                    "      {}  {}  {}",
+                    when(entry.at),
+                    entry.kind,
+                    entry.detail
+                );
+            }
+        }
+        out
+    }
 }

@@ -231,3 +231,60 @@ async fn a_rule_in_dry_run_records_while_the_others_act() {
         assert_eq!(h.slack_texts().len(), 3, "{}", h.label());
     }
 }
+
+#[tokio::test]
+async fn explain_traces_each_decision_and_what_became_of_it() {
+    for mut h in harnesses(&three_long_pending()).await {
+        with_config(&mut h, "caps:\n  alert: 2\n", "");
+        assert!(h.daemon().run_cycle().await.is_ok(), "{}", h.label());
+        h.clock.advance(chrono::Duration::hours(1));
+        assert!(h.daemon().run_cycle().await.is_ok(), "{}", h.label());
+        let store = h.store.store.as_ref();
+        let first = nightdesk::daemon::explain(
+            store,
+            nightdesk::model::SalesChannel::Amazon,
+            "113-0000001-0000001",
+        )
+        .await;
+        let Ok(first) = first else {
+            panic!("{first:?}")
+        };
+        let text = first.render();
+        assert!(
+            text.contains(
+                "OrderStatusChanged   (no rule): no rule defines on_order_status_changed"
+            ),
+            "{}: {text}",
+            h.label()
+        );
+        assert!(text.contains("-> new: planned"), "{}: {text}", h.label());
+        assert!(
+            text.contains("-> already in the outbox"),
+            "{}: {text}",
+            h.label()
+        );
+        assert!(
+            text.contains("alert by pending_over_7_days"),
+            "{}: {text}",
+            h.label()
+        );
+        // The third order met the cap: its trace says so.
+        let third = nightdesk::daemon::explain(
+            store,
+            nightdesk::model::SalesChannel::Amazon,
+            "113-0000003-0000003",
+        )
+        .await;
+        let text = third.map(|t| t.render()).unwrap_or_default();
+        assert!(
+            text.contains("-> held: daily cap of 2 alert actions reached (all rules together)"),
+            "{}: {text}",
+            h.label()
+        );
+        assert!(
+            text.contains(": held after 0 attempt(s)"),
+            "{}: {text}",
+            h.label()
+        );
+    }
+}

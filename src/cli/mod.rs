@@ -85,6 +85,17 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Show why nightdesk did (or did not do) something about an order: each rule's
+    /// decisions, what became of each action, and the outbox's record of it.
+    Explain {
+        /// The order id, e.g. 113-4829301-5520617.
+        order_id: String,
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        /// The SQLite file (default: the config's store).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -128,6 +139,11 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
         Command::Test { path } => Ok(test(&path)),
         Command::Replay { config, since, db } => replay(&config, &since, db).await,
+        Command::Explain {
+            order_id,
+            config,
+            db,
+        } => explain(&order_id, &config, db).await,
     }
 }
 
@@ -480,5 +496,22 @@ async fn replay(
         report.lines.len(),
         report.lines.len() - new
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(
+    order_id: &str,
+    config_path: &Path,
+    db: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let target = match db {
+        Some(db) => StoreTarget::Sqlite(db),
+        None => Config::load(config_path)?.store,
+    };
+    let store = store::open_read_only(&target).await?;
+    let explanation =
+        crate::daemon::explain(store.as_ref(), crate::model::SalesChannel::Amazon, order_id)
+            .await?;
+    print!("{}", explanation.render());
     Ok(ExitCode::SUCCESS)
 }

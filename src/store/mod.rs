@@ -131,6 +131,23 @@ pub struct OutboxRow {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What one rule decided about one subject at one trigger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    pub at: DateTime<Utc>,
+    pub subject: String,
+    /// The event's name, or `sweep`.
+    pub trigger: String,
+    pub event_id: Option<i64>,
+    pub rule: String,
+    pub rule_version: String,
+    /// `asked`, `nothing`, `failed` or `quarantined`.
+    pub outcome: String,
+    /// The actions and what became of each (`new`, `already in the outbox`, `held: …`,
+    /// `dry-run`), or the error.
+    pub detail: serde_json::Value,
+}
+
 /// One line of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
@@ -232,6 +249,14 @@ pub trait Store: Send + Sync {
     async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
 
     async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;
+
+    /// Decisions about `subject`, oldest first.
+    async fn decisions(&self, subject: &str) -> Result<Vec<Decision>, StoreError>;
+
+    /// Outbox rows about `subject`, oldest first.
+    async fn outbox_for(&self, subject: &str) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
 /// Open the configured store for reading only: no migrations, no instance lock.

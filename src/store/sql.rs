@@ -110,6 +110,55 @@ pub(super) fn assemble(
         .collect()
 }
 
+pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created_at, updated_at";
+
+pub(super) type OutboxTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<String>,
+    i64,
+    i64,
+);
+
+pub(super) fn outbox_row(
+    (
+        id,
+        key,
+        rule,
+        rule_version,
+        subject,
+        kind,
+        payload,
+        state,
+        attempts,
+        last_error,
+        created,
+        updated,
+    ): OutboxTuple,
+) -> super::OutboxRow {
+    super::OutboxRow {
+        id,
+        idempotency_key: key,
+        rule,
+        rule_version,
+        subject,
+        kind,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
+        state,
+        attempts,
+        last_error,
+        created_at: from_ms(created),
+        updated_at: from_ms(updated),
+    }
+}
+
 /// Events as read back; a row that does not parse is corrupt data, named by its id.
 pub(super) fn events(
     rows: Vec<(i64, String, String, i64)>,
@@ -536,29 +585,68 @@ macro_rules! sql_store {
             }
 
             async fn outbox(&self) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
-                let rows: Vec<(i64, String, String, String, String, String, String, String, i64, Option<String>, i64, i64)> =
-                    sqlx::query_as(
-                        "SELECT id, idempotency_key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created_at, updated_at FROM outbox ORDER BY id",
+                let rows: Vec<$crate::store::sql::OutboxTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox ORDER BY id",
+                    $crate::store::sql::OUTBOX_COLUMNS
+                )))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map($crate::store::sql::outbox_row).collect())
+            }
+
+            async fn outbox_for(&self, subject: &str) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::sql::OutboxTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox WHERE subject = $1 ORDER BY id",
+                    $crate::store::sql::OUTBOX_COLUMNS
+                )))
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map($crate::store::sql::outbox_row).collect())
+            }
+
+            async fn record_decisions(&self, decisions: &[$crate::store::Decision]) -> Result<(), $crate::store::StoreError> {
+                if decisions.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.write_tx().await?;
+                for d in decisions {
+                    sqlx::query(
+                        "INSERT INTO decisions (at, subject, trigger_name, event_id, rule, rule_version, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     )
-                    .fetch_all(&self.pool)
+                    .bind($crate::store::to_ms(d.at))
+                    .bind(&d.subject)
+                    .bind(&d.trigger)
+                    .bind(d.event_id)
+                    .bind(&d.rule)
+                    .bind(&d.rule_version)
+                    .bind(&d.outcome)
+                    .bind(d.detail.to_string())
+                    .execute(&mut *tx)
                     .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn decisions(&self, subject: &str) -> Result<Vec<$crate::store::Decision>, $crate::store::StoreError> {
+                let rows: Vec<(i64, String, String, Option<i64>, String, String, String, String)> = sqlx::query_as(
+                    "SELECT at, subject, trigger_name, event_id, rule, rule_version, outcome, detail FROM decisions WHERE subject = $1 ORDER BY id",
+                )
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
                 Ok(rows
                     .into_iter()
-                    .map(|(id, key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created, updated)| {
-                        $crate::store::OutboxRow {
-                            id,
-                            idempotency_key: key,
-                            rule,
-                            rule_version,
-                            subject,
-                            kind,
-                            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)),
-                            state,
-                            attempts,
-                            last_error,
-                            created_at: $crate::store::from_ms(created),
-                            updated_at: $crate::store::from_ms(updated),
-                        }
+                    .map(|(at, subject, trigger, event_id, rule, rule_version, outcome, detail)| $crate::store::Decision {
+                        at: $crate::store::from_ms(at),
+                        subject,
+                        trigger,
+                        event_id,
+                        rule,
+                        rule_version,
+                        outcome,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
                     })
                     .collect())
             }
