@@ -184,3 +184,31 @@ fn test_fails_with_a_diff_when_a_rule_does_not_do_what_its_fixture_says() {
     );
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
+
+#[test]
+fn check_fails_on_a_template_that_breaks_amazon_messaging_policy() {
+    let dir = tempdir();
+    let rules = dir.path().join("rules");
+    let templates = rules.join("templates");
+    assert!(std::fs::create_dir_all(&templates).is_ok());
+    let rule = "fn on_buyer_message(msg) {\n    reply(msg, \"status\");\n    reply(msg, \"missing_one\");\n}\n";
+    assert!(std::fs::write(rules.join("answer.rhai"), rule).is_ok());
+    let template = "Hello,\nyour order {{ order.id }} ships today: https://www.ups.com/track?tracknum=1Z999AA10123456784\nSee our other deals at https://coffee-deals.example.com/sale\n";
+    assert!(std::fs::write(templates.join("status.en.txt"), template).is_ok());
+    let out = nightdesk(&["check", "--rules", "rules"], dir.path());
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("rules/templates/status.en.txt:3:"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(link)"), "{stderr}");
+    assert!(
+        !stderr.contains("status.en.txt:2:"),
+        "the UPS tracking link is allowed: {stderr}"
+    );
+    assert!(
+        stderr.contains("rules/answer.rhai:3: no template \"missing_one\""),
+        "{stderr}"
+    );
+}

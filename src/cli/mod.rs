@@ -370,7 +370,8 @@ async fn sandbox(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Validate the config and compile every rule; print every problem.
+/// Validate the config, compile every rule and template, lint the templates; print
+/// every problem.
 pub fn check(config: Option<&Path>, rules: Option<&Path>) -> ExitCode {
     let mut ok = true;
     let mut limits = crate::config::RuleLimits::default();
@@ -389,27 +390,14 @@ pub fn check(config: Option<&Path>, rules: Option<&Path>) -> ExitCode {
         }
     }
     let dir = rules_dir.unwrap_or_else(|| PathBuf::from("rules"));
-    match RuleEngine::new(limits).load_dir(&dir) {
-        Ok(set) => {
-            for rule in &set.rules {
-                println!(
-                    "{}: rule {} ok (version {})",
-                    rule.path.display(),
-                    rule.name,
-                    rule.version
-                );
-            }
-            if set.rules.is_empty() {
-                println!("{}: no rules", dir.display());
-            }
-        }
-        Err(errors) => {
-            for error in errors {
-                eprintln!("{error}");
-            }
-            ok = false;
-        }
+    let (report, _) = crate::rules::check::check_dir(&RuleEngine::new(limits), &dir);
+    for line in &report.ok {
+        println!("{line}");
     }
+    for problem in &report.problems {
+        eprintln!("{problem}");
+    }
+    ok &= report.problems.is_empty();
     if ok {
         ExitCode::SUCCESS
     } else {

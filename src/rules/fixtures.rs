@@ -329,7 +329,9 @@ fn event_kind(
         super::HOOK_SCHEDULE => EventKind::Schedule {
             name: text("name").ok_or("event.name is required for on_schedule")?,
         },
-        super::HOOK_BUYER_MESSAGE => EventKind::BuyerMessageReceived,
+        super::HOOK_BUYER_MESSAGE | super::HOOK_UNANSWERED_MESSAGE => {
+            EventKind::BuyerMessageReceived
+        }
         other => return Err(format!("{other} takes no event")),
     })
 }
@@ -357,7 +359,9 @@ impl Case {
                     view::event(&event_kind(&self.hook, &self.event)?, now),
                 ]
             }
-            super::HOOK_BUYER_MESSAGE | super::HOOK_SLA_AT_RISK => {
+            super::HOOK_BUYER_MESSAGE
+            | super::HOOK_UNANSWERED_MESSAGE
+            | super::HOOK_SLA_AT_RISK => {
                 let m = self.message.as_ref().ok_or_else(|| need("message"))?;
                 let msg = BuyerMessage {
                     id: m.id.clone(),

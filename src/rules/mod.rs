@@ -6,6 +6,8 @@
 //! - `fn on_order_status_changed(order, event)`: a new order, or a status change;
 //! - `fn on_order_sweep(order)`: every open order at each sweep (time-based rules);
 //! - `fn on_buyer_message(msg)`: a buyer wrote (`msg.order` is the order, if found);
+//! - `fn on_unanswered_message(msg)`: after `on_buyer_message`, only when no rule asked
+//!   to reply to it (the substantive acknowledgement lives here);
 //! - `fn on_sla_at_risk(msg, event)`: a message still has no substantive reply;
 //! - `fn on_tracking_updated(shipment, event)`, `fn on_shipment_exception(shipment, event)`;
 //! - `fn on_schedule(name)`: a named schedule fired.
@@ -22,6 +24,7 @@
 //! A rule that errs [`QUARANTINE_AFTER`] times in a row, or runs past its limits, is
 //! quarantined (skipped) until its file changes; the other rules keep running.
 
+pub mod check;
 pub mod compliance;
 mod engine;
 pub mod fixtures;
@@ -52,6 +55,7 @@ pub const HOOKS: &[(&str, usize)] = &[
     (HOOK_ORDER_STATUS_CHANGED, 2),
     (HOOK_ORDER_SWEEP, 1),
     (HOOK_BUYER_MESSAGE, 1),
+    (HOOK_UNANSWERED_MESSAGE, 1),
     (HOOK_SLA_AT_RISK, 2),
     (HOOK_TRACKING_UPDATED, 2),
     (HOOK_SHIPMENT_EXCEPTION, 2),
@@ -60,6 +64,7 @@ pub const HOOKS: &[(&str, usize)] = &[
 pub const HOOK_ORDER_STATUS_CHANGED: &str = "on_order_status_changed";
 pub const HOOK_ORDER_SWEEP: &str = "on_order_sweep";
 pub const HOOK_BUYER_MESSAGE: &str = "on_buyer_message";
+pub const HOOK_UNANSWERED_MESSAGE: &str = "on_unanswered_message";
 pub const HOOK_SLA_AT_RISK: &str = "on_sla_at_risk";
 pub const HOOK_TRACKING_UPDATED: &str = "on_tracking_updated";
 pub const HOOK_SHIPMENT_EXCEPTION: &str = "on_shipment_exception";
@@ -501,3 +506,14 @@ pub fn plan(outcomes: &[RuleOutcome], subject: &Subject, now: DateTime<Utc>) -> 
 
 #[cfg(test)]
 mod tests;
+
+/// Whether these outcomes include a reply to a buyer message: if not, the daemon calls
+/// the `on_unanswered_message` hooks.
+pub fn asked_for_reply(outcomes: &[RuleOutcome]) -> bool {
+    outcomes.iter().any(|o| match o {
+        RuleOutcome::Ran { requests, .. } => requests
+            .iter()
+            .any(|r| matches!(r.request, ActionRequest::Reply { .. })),
+        _ => false,
+    })
+}
