@@ -285,6 +285,19 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     let exit = if once {
         let report = daemon.run_cycle().await?;
         print_cycle(&report);
+        for row in daemon
+            .store()
+            .outbox()
+            .await?
+            .iter()
+            .filter(|r| r.state == "held")
+        {
+            let why = row.last_error.as_deref().unwrap_or("waiting for approval");
+            println!(
+                "Held:    #{} {} by {} on {} ({why})",
+                row.id, row.kind, row.rule, row.subject
+            );
+        }
         cycle_exit(&report)
     } else {
         println!("Running until Ctrl-C ...");
