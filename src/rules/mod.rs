@@ -28,6 +28,7 @@ pub mod check;
 pub mod compliance;
 mod engine;
 pub mod fixtures;
+pub mod outgoing;
 pub mod reasons;
 pub mod templates;
 pub mod view;

@@ -76,6 +76,8 @@ pub const FALLBACK_LANGUAGE: &str = "en";
 /// [`Templates::unknown_placeholders`]). Every key is always present; values may be
 /// `none` (`shipment`, `message`, `refund`, dates, `order.total`, shipment details).
 pub const CONTEXT_PATHS: &[&str] = &[
+    "order.language",
+    "order.timezone",
     "order.id",
     "order.channel",
     "order.marketplace",

@@ -489,3 +489,25 @@ fn key_options_decide_how_often_an_action_happens() {
         vec!["r|key:open-113-4829301-5520617".to_owned()]
     );
 }
+
+#[test]
+fn the_marketplace_gives_the_order_its_language_and_time_zone() {
+    let e = engine();
+    let mut order = stored(OrderStatus::Unshipped, 1);
+    order.order.marketplace_id = Some("A1PA6795UKMFR9".into());
+    let rules = set(
+        &e,
+        &[(
+            "r",
+            "fn on_order_sweep(o) { alert(\"ops\", `${o.language} ${o.timezone}`); }",
+        )],
+    );
+    let asked = requests(&sweep(&e, &rules, &order));
+    assert_eq!(
+        asked,
+        vec![ActionRequest::Alert {
+            channel: "ops".into(),
+            text: "de Europe/Berlin".into()
+        }]
+    );
+}

@@ -2,7 +2,8 @@
 //! always present (`()` when unknown) so that a misspelt field is an error.
 //!
 //! Every map names what it stands for in `subject` (`order:amazon/113-…`), which the
-//! action functions use. Order fields: `id`, `channel`, `account`, `marketplace`, `status`, `fulfillment`
+//! action functions use. Order fields: `id`, `language` and `timezone` (the
+//! marketplace's), `channel`, `account`, `marketplace`, `status`, `fulfillment`
 //! ("AFN"/"MFN"), `purchase_date`, `last_update`, `status_since`, `earliest_ship_date`,
 //! `latest_ship_date`, `latest_delivery_date` (ISO 8601 strings or `()`), `age_days`,
 //! `days_in_status`, `pending_days` (whole days; `pending_days` is 0 unless Pending),
@@ -54,6 +55,18 @@ pub fn order(stored: &StoredOrder, now: DateTime<Utc>) -> Dynamic {
     m.insert("channel".into(), o.channel.as_str().into());
     m.insert("account".into(), o.account.clone().into());
     m.insert("marketplace".into(), opt_str(o.marketplace_id.as_deref()));
+    // The marketplace decides the buyer's language and the time zone of dates shown.
+    let marketplace = o.marketplace_id.as_deref().unwrap_or_default();
+    m.insert(
+        "language".into(),
+        super::templates::language_for_marketplace(marketplace).into(),
+    );
+    m.insert(
+        "timezone".into(),
+        super::templates::timezone_for_marketplace(marketplace)
+            .name()
+            .into(),
+    );
     m.insert("status".into(), o.status.as_str().into());
     m.insert(
         "fulfillment".into(),
