@@ -276,6 +276,24 @@ impl Daemon {
         Ok((seen, planned, failures))
     }
 
+    /// A named schedule fired: call every rule's `on_schedule(name)`.
+    pub async fn fire_schedule(&self, name: &str) -> Result<usize, StoreError> {
+        let _one_pass = self.rules_pass.lock().await;
+        let rules = self.rules.load_full();
+        let now = self.clock.now();
+        let subject = Subject::named("schedule", name);
+        let outcomes = self
+            .engine
+            .run(&rules, rules::HOOK_SCHEDULE, &[name.into()]);
+        let (_, notices) = self.failures(&outcomes);
+        let mut actions = rules::plan(&outcomes, &subject, now);
+        actions.extend(notices);
+        let (new, became) = self.record(None, actions, now).await?;
+        let decisions = Self::decisions("Schedule", None, &subject, &outcomes, &became, now, true);
+        self.store.record_decisions(&decisions).await?;
+        Ok(new)
+    }
+
     /// Run the time-based hooks over every open order.
     pub async fn sweep(&self) -> Result<(usize, usize), StoreError> {
         let _one_pass = self.rules_pass.lock().await;
@@ -607,7 +625,7 @@ impl Daemon {
             tasks.spawn(async move {
                 let schedule = source.schedule().clone();
                 daemon
-                    .every(&schedule, &shutdown, || async {
+                    .every(&schedule, &shutdown, true, || async {
                         // An interrupted poll commits nothing; the window is read again.
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
@@ -628,7 +646,7 @@ impl Daemon {
             tasks.spawn(async move {
                 let schedule = daemon.config.sweep.schedule.clone();
                 daemon
-                    .every(&schedule, &shutdown, || async {
+                    .every(&schedule, &shutdown, true, || async {
                         if let Err(e) = daemon.sweep().await {
                             tracing::error!(error = %e, "Sweep failed.");
                         }
@@ -640,6 +658,20 @@ impl Daemon {
             let daemon = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { daemon.executor_loop(shutdown).await });
+        }
+        for (name, schedule) in self.config.schedules.clone() {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                // A named schedule fires on its times only, not at start.
+                daemon
+                    .every(&schedule, &shutdown, false, || async {
+                        if let Err(e) = daemon.fire_schedule(&name).await {
+                            tracing::error!(schedule = %name, error = %e, "Schedule failed.");
+                        }
+                    })
+                    .await;
+            });
         }
         if self.config.rules.reload {
             match self.clone().watch_rules(shutdown.clone()) {
@@ -707,14 +739,23 @@ impl Daemon {
         })
     }
 
-    /// Run `work` now and then at every fire of `schedule`, until shutdown.
-    async fn every<F, Fut>(&self, schedule: &Schedule, shutdown: &CancellationToken, mut work: F)
-    where
+    /// Run `work` (now, if `at_start`, and) at every fire of `schedule`, until shutdown.
+    async fn every<F, Fut>(
+        &self,
+        schedule: &Schedule,
+        shutdown: &CancellationToken,
+        at_start: bool,
+        mut work: F,
+    ) where
         F: FnMut() -> Fut,
         Fut: Future<Output = ()>,
     {
+        let mut first = true;
         loop {
-            work().await;
+            if at_start || !first {
+                work().await;
+            }
+            first = false;
             let now = self.clock.now();
             let Some(next) = schedule.next_after(now) else {
                 return;

@@ -288,3 +288,49 @@ async fn explain_traces_each_decision_and_what_became_of_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_named_schedule_calls_on_schedule_and_its_actions_follow_the_usual_keys() {
+    for mut h in harnesses(&three_long_pending()).await {
+        h.config_text = format!("schedules:\n  morning: \"0 8 * * *\"\n{}", h.config_text);
+        h.write_rule("morning_note", "fn on_schedule(name) { if name == \"morning\" { alert(\"ops\", \"Good morning: nightdesk is running.\", #{ once_per: \"day\" }); } }");
+        let daemon = h.daemon();
+        assert_eq!(daemon.config().schedules.len(), 1, "{}", h.label());
+        assert_eq!(
+            daemon.fire_schedule("morning").await.ok(),
+            Some(1),
+            "{}",
+            h.label()
+        );
+        assert_eq!(
+            daemon.fire_schedule("morning").await.ok(),
+            Some(0),
+            "{}: once per day",
+            h.label()
+        );
+        h.clock.advance(chrono::Duration::days(1));
+        assert_eq!(
+            daemon.fire_schedule("morning").await.ok(),
+            Some(1),
+            "{}: again the next day",
+            h.label()
+        );
+        assert_eq!(
+            daemon.fire_schedule("evening").await.ok(),
+            Some(0),
+            "{}",
+            h.label()
+        );
+        assert!(daemon.execute_due(&|| false).await.is_ok());
+        let texts = h.slack_texts();
+        assert_eq!(
+            texts
+                .iter()
+                .filter(|t| t.starts_with("Good morning"))
+                .count(),
+            2,
+            "{}: {texts:?}",
+            h.label()
+        );
+    }
+}

@@ -59,6 +59,9 @@ struct RawConfig {
     /// Most actions of each kind per UTC day, all rules together.
     #[serde(default)]
     caps: BTreeMap<String, u32>,
+    /// Named schedules that call the rules' `on_schedule(name)` hook.
+    #[serde(default)]
+    schedules: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,6 +196,8 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Most actions of each kind per UTC day, all rules together.
     pub caps: BTreeMap<String, u32>,
+    /// Named schedules: each fire calls `on_schedule(name)`.
+    pub schedules: Vec<(String, Schedule)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -612,6 +617,16 @@ impl Validator {
             overrides,
         };
         let caps = raw.caps;
+        let mut schedules = Vec::new();
+        for (name, expr) in &raw.schedules {
+            let key = format!("schedules.{name}");
+            if !valid_name(name) {
+                self.error(&key, "schedule names use letters, digits, '-' and '_'");
+            }
+            if let Some(schedule) = self.schedule(&key, expr) {
+                schedules.push((name.clone(), schedule));
+            }
+        }
 
         let server_listen =
             raw.server
@@ -725,6 +740,7 @@ impl Validator {
             amazon,
             channels,
             caps,
+            schedules,
         };
         Some(config)
     }
