@@ -14,10 +14,12 @@
 //! - [`sources`]: one module per upstream; they read and normalise, never decide.
 //! - [`store`]: the `Store` trait with SQLite and PostgreSQL implementations; orders,
 //!   events, poll checkpoints, outbox and audit log.
-//! - [`rules`]: the hardened Rhai engine and the rule files; rules ask for actions as data.
+//! - [`rules`]: the hardened Rhai engine and the rule files; rules ask for actions as data;
+//!   templates, the compliance linter, `check`, fixtures (`nightdesk test`).
 //! - [`outbox`]: idempotency keys, claiming with leases and fencing, the executor loop.
 //! - [`channels`]: where actions go (Slack for now).
-//! - [`daemon`]: wires the stages together for `run`, `demo` and the tests.
+//! - [`daemon`]: wires the stages together for `run`, `demo` and the tests; `replay` and
+//!   `explain` read what the stages recorded.
 //! - [`server`]: `/healthz` and `/metrics`.
 //! - [`sandbox`]: local fakes of the upstream APIs, written from their published contracts.
 //! - [`cli`]: the `nightdesk` command line.
