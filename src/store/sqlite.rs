@@ -39,13 +39,7 @@ impl SqliteStore {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| open_error(e.to_string()))?;
         }
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| open_error(e.to_string()))?;
+        let lock = lock_file(path)?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
@@ -93,16 +87,7 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         // The lock file is opened but not locked: the daemon keeps its instance lock.
-        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::Open {
-                path: lock_path.display().to_string(),
-                reason: e.to_string(),
-            })?;
+        let lock = lock_file(path)?;
         Ok(Self {
             pool,
             path: path.to_owned(),
@@ -119,6 +104,20 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// `<db>.lock`, beside the database, opened (created if missing) but not yet locked.
+fn lock_file(db: &Path) -> Result<File, StoreError> {
+    let lock_path = PathBuf::from(format!("{}.lock", db.display()));
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Open {
+            path: lock_path.display().to_string(),
+            reason: e.to_string(),
+        })
 }
 
 sql_store!(
