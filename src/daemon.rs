@@ -25,6 +25,7 @@ use crate::config::{ChannelConfig, Config, Mode, SecretResolver};
 use crate::http::{self, RetryPolicy, UpstreamError};
 use crate::model::{ActionRequest, PlannedAction, Subject};
 use crate::outbox::{Executor, ExecutorReport};
+use crate::rules::templates::Templates;
 use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
 use crate::schedule::Schedule;
 use crate::sources::amazon::lwa::LwaCredentials;
@@ -32,6 +33,19 @@ use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
+
+/// The rules and templates of `dir`, if everything passes `check`; else every problem.
+fn checked_rules(
+    engine: &RuleEngine,
+    dir: &std::path::Path,
+) -> Result<(RuleSet, Templates), Vec<String>> {
+    let (report, rules) = rules::check::check_dir(engine, dir);
+    let templates = Templates::load_dir(&dir.join("templates"));
+    match (rules, templates) {
+        (Some(rules), Ok(templates)) if report.problems.is_empty() => Ok((rules, templates)),
+        _ => Err(report.problems),
+    }
+}
 
 /// Base URLs that replace the configured ones (the demo and tests point every
 /// upstream at the sandbox).
@@ -57,8 +71,8 @@ pub struct DaemonOptions {
 pub enum BuildError {
     #[error("{}", .0.join("\n"))]
     Secrets(Vec<String>),
-    #[error("{} rule file(s) do not compile:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
-    Rules(Vec<RuleError>),
+    #[error("the rules folder does not pass check:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Rules(Vec<String>),
     #[error("cannot build an HTTP client: {0}")]
     Http(#[from] UpstreamError),
 }
@@ -86,6 +100,8 @@ pub struct Daemon {
     sources: Vec<Arc<dyn OrderSource>>,
     engine: RuleEngine,
     rules: ArcSwap<RuleSet>,
+    /// The last good templates, swapped with the rules (for the message executors).
+    templates: ArcSwap<Templates>,
     executor: Executor,
     /// One rules pass at a time: two pollers finishing together would evaluate the
     /// same events twice (harmless thanks to the keys, but wasted).
@@ -184,9 +200,8 @@ impl Daemon {
         }
 
         let engine = RuleEngine::new(config.rules.limits);
-        let rule_set = engine
-            .load_dir(&config.rules.dir)
-            .map_err(BuildError::Rules)?;
+        let (rule_set, templates) =
+            checked_rules(&engine, &config.rules.dir).map_err(BuildError::Rules)?;
         telemetry::rules_loaded(rule_set.rules.len());
         let executor = Executor::new(
             store.clone(),
@@ -202,6 +217,7 @@ impl Daemon {
             sources,
             engine,
             rules: ArcSwap::from_pointee(rule_set),
+            templates: ArcSwap::from_pointee(templates),
             executor,
             rules_pass: Mutex::new(()),
             planned: Notify::new(),
@@ -539,23 +555,25 @@ impl Daemon {
         (failures, notices)
     }
 
-    /// Compile the rules folder again; swap the new set in only if every file compiles,
-    /// else keep the last good set running and alert.
-    pub async fn reload_rules(&self) -> Result<usize, Vec<RuleError>> {
-        match self.engine.load_dir(&self.config.rules.dir) {
-            Ok(set) => {
+    /// Check the rules folder again (rules, templates, the linter, as `nightdesk check`
+    /// does); swap the new rules and templates in only if all of it passes, else keep
+    /// the last good ones running and alert once per distinct set of problems.
+    pub async fn reload_rules(&self) -> Result<usize, Vec<String>> {
+        match checked_rules(&self.engine, &self.config.rules.dir) {
+            Ok((set, templates)) => {
                 let count = set.rules.len();
                 self.rules.store(Arc::new(set));
+                self.templates.store(Arc::new(templates));
                 telemetry::rules_loaded(count);
                 Ok(count)
             }
-            Err(errors) => {
-                let listing: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-                telemetry::rules_reload_failed(&listing);
-                let digest = hex::encode(&sha2::Sha256::digest(listing.join("\n").as_bytes())[..6]);
+            Err(problems) => {
+                telemetry::rules_reload_failed(&problems);
+                let digest =
+                    hex::encode(&sha2::Sha256::digest(problems.join("\n").as_bytes())[..6]);
                 let text = format!(
                     "nightdesk: rule reload failed; the last good rules keep running.\n{}",
-                    listing.join("\n")
+                    problems.join("\n")
                 );
                 if let Some(alert) = self.system_alert(&format!("reload/{digest}"), text) {
                     if let Err(e) = self.store.plan(None, &[alert], self.clock.now()).await {
@@ -563,9 +581,14 @@ impl Daemon {
                     }
                     self.planned.notify_one();
                 }
-                Err(errors)
+                Err(problems)
             }
         }
+    }
+
+    /// The templates in force now.
+    pub fn templates(&self) -> Arc<Templates> {
+        self.templates.load_full()
     }
 
     /// The rule names loaded now, with their versions.

@@ -334,3 +334,47 @@ async fn a_named_schedule_calls_on_schedule_and_its_actions_follow_the_usual_key
         );
     }
 }
+
+#[tokio::test]
+async fn a_template_that_breaks_the_policy_is_not_swapped_in() {
+    for h in harnesses(&three_long_pending()).await {
+        let templates = h.rules_dir().join("templates");
+        assert!(std::fs::create_dir_all(&templates).is_ok());
+        assert!(
+            std::fs::write(
+                templates.join("note.en.txt"),
+                "Order {{ order.id }} is on its way.\n"
+            )
+            .is_ok()
+        );
+        let daemon = h.daemon();
+        assert_eq!(daemon.templates().names(), vec!["note"], "{}", h.label());
+        assert!(
+            std::fs::write(
+                templates.join("note.en.txt"),
+                "Order {{ order.id }}: 20% off your next order with code SAVE20!\n"
+            )
+            .is_ok()
+        );
+        let problems = daemon.reload_rules().await.err().unwrap_or_default();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("note.en.txt:1") && p.contains("(marketing)")),
+            "{}: {problems:?}",
+            h.label()
+        );
+        // The last good template stays in force.
+        let kept = daemon.templates().render(
+            "note",
+            "en",
+            &serde_json::json!({ "order": { "id": "113-0000001-0000001" } }),
+        );
+        assert_eq!(
+            kept.map(|r| r.text).ok().as_deref(),
+            Some("Order 113-0000001-0000001 is on its way."),
+            "{}",
+            h.label()
+        );
+    }
+}
