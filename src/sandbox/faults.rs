@@ -275,13 +275,13 @@ mod tests {
     }
 
     #[test]
-    fn faults_parse_from_json_with_defaults() {
+    fn faults_parse_from_json_with_defaults() -> Result<(), serde_json::Error> {
         let fault: Fault =
-            serde_json::from_str(r#"{"operation":"getOrders","status":429,"retry_after":2}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"operation":"getOrders","status":429,"retry_after":2}"#)?;
         assert_eq!(fault.times, 1);
         assert_eq!(fault.page, None);
         assert!(!fault.malformed);
         assert!(Fault::status("x", 1000).check().is_err());
+        Ok(())
     }
 }

@@ -818,6 +818,8 @@ impl<'de> Deserialize<'de> for When {
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
     #[test]
     fn when_parses_the_documented_forms() {
         assert_eq!("9d".parse::<When>(), Ok(When::days_ago(9)));
@@ -841,7 +843,7 @@ mod tests {
     }
 
     #[test]
-    fn amounts_keep_cents_exact() {
+    fn amounts_keep_cents_exact() -> TestResult {
         assert_eq!(Amount::parse("19.99"), Ok(Amount::from_cents(1999)));
         assert_eq!(Amount::parse("20"), Ok(Amount::from_cents(2000)));
         assert_eq!(Amount::parse("0.5"), Ok(Amount::from_cents(50)));
@@ -849,7 +851,7 @@ mod tests {
         assert!(Amount::parse("1.999").is_err());
         assert!(Amount::parse("abc").is_err());
         assert_eq!(Amount::from_cents(-5).to_string(), "-0.05");
-        let yaml: Vec<Amount> = serde_yaml::from_str("[19.99, \"4.50\", 7]").unwrap();
+        let yaml: Vec<Amount> = serde_yaml::from_str("[19.99, \"4.50\", 7]")?;
         assert_eq!(
             yaml,
             vec![
@@ -858,6 +860,7 @@ mod tests {
                 Amount::from_cents(700)
             ]
         );
+        Ok(())
     }
 
     #[test]
@@ -875,28 +878,33 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_file_and_the_problem() {
-        let dir = tempfile::tempdir().unwrap();
+    fn errors_name_the_file_and_the_problem() -> TestResult {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("broken.yaml");
         std::fs::write(
             &path,
             "amazon:\n  orders:\n    - id: 113-4829301-5520617\n      status: Pendng\n      channel: MFN\n      purchased: 2d\n",
-        )
-        .unwrap();
-        let err = Scenario::load(&path).unwrap_err().to_string();
+        )?;
+        let Err(err) = Scenario::load(&path) else {
+            panic!("broken.yaml loaded");
+        };
+        let err = err.to_string();
         assert!(err.contains("broken.yaml"), "{err}");
         assert!(err.contains("Pendng"), "{err}");
 
-        let missing = Scenario::load(dir.path().join("nope.yaml"))
-            .unwrap_err()
-            .to_string();
+        let Err(missing) = Scenario::load(dir.path().join("nope.yaml")) else {
+            panic!("nope.yaml loaded");
+        };
+        let missing = missing.to_string();
         assert!(missing.contains("nope.yaml"), "{missing}");
 
-        let err = Scenario::from_yaml_str(
+        let Err(err) = Scenario::from_yaml_str(
             "amazon:\n  orders:\n    - id: 12-34\n      status: Pending\n      channel: MFN\n      purchased: 2d\n",
-        )
-        .unwrap_err()
-        .to_string();
+        ) else {
+            panic!("an order id of 12-34 was accepted");
+        };
+        let err = err.to_string();
         assert!(err.contains("3-7-7"), "{err}");
+        Ok(())
     }
 }
