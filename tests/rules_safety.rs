@@ -68,10 +68,7 @@ async fn a_broken_reload_keeps_the_last_good_rules_and_alerts_once() {
         assert!(daemon.run_cycle().await.is_ok(), "{}", h.label());
         let texts = h.slack_texts();
         assert_eq!(
-            texts
-                .iter()
-                .filter(|t| t.contains("has been Pending"))
-                .count(),
+            common::count(&texts, "has been Pending"),
             3,
             "{}: {texts:?}",
             h.label()
@@ -142,10 +139,7 @@ async fn a_quarantined_rule_is_alerted_once_and_the_others_keep_acting() {
         assert_eq!(quarantine.len(), 1, "{}: {texts:?}", h.label());
         assert!(quarantine[0].contains("rule runaway"), "{}", h.label());
         assert_eq!(
-            texts
-                .iter()
-                .filter(|t| t.contains("has been Pending"))
-                .count(),
+            common::count(&texts, "has been Pending"),
             3,
             "{}",
             h.label()
@@ -181,16 +175,13 @@ async fn past_a_daily_cap_actions_are_held_and_the_cap_is_alerted_once() {
         );
         let texts = h.slack_texts();
         assert_eq!(
-            texts
-                .iter()
-                .filter(|t| t.contains("has been Pending"))
-                .count(),
+            common::count(&texts, "has been Pending"),
             2,
             "{}: {texts:?}",
             h.label()
         );
         assert_eq!(
-            texts.iter().filter(|t| t.contains("daily cap")).count(),
+            common::count(&texts, "daily cap"),
             1,
             "{}: {texts:?}",
             h.label()

@@ -198,3 +198,8 @@ pub fn file_in(dir: &Path, name: &str, text: &str) -> PathBuf {
     }
     path
 }
+
+/// How many of `texts` contain `needle`.
+pub fn count(texts: &[String], needle: &str) -> usize {
+    texts.iter().filter(|t| t.contains(needle)).count()
+}
