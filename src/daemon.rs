@@ -39,11 +39,11 @@ fn checked_rules(
     engine: &RuleEngine,
     dir: &std::path::Path,
 ) -> Result<(RuleSet, Templates), Vec<String>> {
-    let (report, rules) = rules::check::check_dir(engine, dir);
-    let templates = Templates::load_dir(&dir.join("templates"));
-    match (rules, templates) {
-        (Some(rules), Ok(templates)) if report.problems.is_empty() => Ok((rules, templates)),
-        _ => Err(report.problems),
+    match rules::check::check_dir(engine, dir) {
+        (report, Some(rules), Some(templates)) if report.problems.is_empty() => {
+            Ok((rules, templates))
+        }
+        (report, ..) => Err(report.problems),
     }
 }
 
@@ -347,88 +347,99 @@ impl Daemon {
         mut actions: Vec<PlannedAction>,
         now: DateTime<Utc>,
     ) -> Result<(usize, HashMap<String, String>), StoreError> {
-        let keys: Vec<String> = actions.iter().map(|a| a.idempotency_key.clone()).collect();
+        // What became of each action, by the key the rule's request gave it.
         let mut became: HashMap<String, String> = HashMap::new();
+        let requested: Vec<String> = actions.iter().map(|a| a.idempotency_key.clone()).collect();
+        for action in &mut actions {
+            let rule_override = self.config.rules.overrides.get(&action.rule);
+            if rule_override
+                .and_then(|o| o.mode)
+                .unwrap_or(self.config.mode)
+                == Mode::DryRun
+            {
+                // Dry-run rows get keys of their own, so going live later still acts.
+                action.dry_run = true;
+                action.idempotency_key = format!("dry-run/{}", action.idempotency_key);
+            }
+        }
+        let keys: Vec<String> = actions.iter().map(|a| a.idempotency_key.clone()).collect();
         let known = self.store.existing_keys(&keys).await?;
         let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
         // Actions of this batch count against the caps too; (rule or "", kind) -> count.
         let mut batch: HashMap<(String, &'static str), i64> = HashMap::new();
         let mut notices = Vec::new();
-        for action in &mut actions {
-            let rule_override = self.config.rules.overrides.get(&action.rule);
-            let mode = rule_override
-                .and_then(|o| o.mode)
-                .unwrap_or(self.config.mode);
-            if mode == Mode::DryRun {
-                became.insert(
-                    action.idempotency_key.clone(),
-                    "dry-run: recorded, not performed".into(),
-                );
-                // Dry-run rows get keys of their own, so going live later still acts.
-                action.dry_run = true;
-                action.idempotency_key = format!("dry-run/{}", action.idempotency_key);
-                continue;
-            }
-            // Already in the outbox (the key decides), or already waiting for a person.
-            if known.contains(&action.idempotency_key) {
-                became.insert(
-                    action.idempotency_key.clone(),
-                    "already in the outbox".into(),
-                );
-                continue;
-            }
-            if let Some(reason) = &action.hold {
-                became.insert(action.idempotency_key.clone(), format!("held: {reason}"));
-                continue;
-            }
+        for (action, requested) in actions.iter_mut().zip(requested) {
             let kind = action.request.kind();
-            let caps = [
-                (
-                    Some(action.rule.clone()),
-                    rule_override.and_then(|o| o.caps.get(kind)).copied(),
-                ),
-                (None, self.config.caps.get(kind).copied()),
-            ];
-            for (rule, cap) in caps {
-                let Some(cap) = cap else { continue };
-                let slot = (rule.clone().unwrap_or_default(), kind);
-                let used = self
-                    .store
-                    .count_actions(kind, rule.as_deref(), day_start)
-                    .await?
-                    + batch.get(&slot).copied().unwrap_or(0);
-                if used >= i64::from(cap) {
-                    let scope = match &rule {
-                        Some(rule) => format!("rule {rule}"),
-                        None => "all rules together".to_owned(),
-                    };
-                    let reason = format!("daily cap of {cap} {kind} actions reached ({scope})");
-                    let topic = format!("cap/{}/{kind}/{}", slot.0, now.format("%Y-%m-%d"));
-                    let text = format!(
-                        "nightdesk: {reason}. Further {kind} actions today are held for approval, starting with one from rule {} on {}.",
-                        action.rule, action.subject
-                    );
-                    notices.extend(self.system_alert(&topic, text));
-                    became.insert(action.idempotency_key.clone(), format!("held: {reason}"));
-                    action.hold = Some(reason);
-                    break;
-                }
-            }
-            if action.hold.is_none() {
-                became.insert(action.idempotency_key.clone(), "new: planned".into());
+            let disposition = if known.contains(&action.idempotency_key) {
+                "already in the outbox".to_owned()
+            } else if action.dry_run {
+                "dry-run: recorded, not performed".to_owned()
+            } else if let Some(reason) = &action.hold {
+                format!("held: {reason}")
+            } else if let Some((reason, notice)) =
+                self.cap_reached(action, &batch, day_start, now).await?
+            {
+                notices.extend(notice);
+                action.hold = Some(reason.clone());
+                format!("held: {reason}")
+            } else {
                 *batch.entry((action.rule.clone(), kind)).or_default() += 1;
                 *batch.entry((String::new(), kind)).or_default() += 1;
+                "new: planned".to_owned()
+            };
+            if !known.contains(&action.idempotency_key) {
+                telemetry::action_planned(&action.rule, kind);
             }
+            became.insert(requested, disposition);
         }
         actions.extend(notices);
         let new = self.store.plan(event, &actions, now).await?;
-        for action in &actions {
-            telemetry::actions_planned(&action.rule, action.request.kind(), 1);
-        }
         if new > 0 {
             self.planned.notify_one();
         }
         Ok((new, became))
+    }
+
+    /// The daily cap (the rule's, then the global one) this action would exceed, with
+    /// the hold reason and the once-a-day alert about it.
+    async fn cap_reached(
+        &self,
+        action: &PlannedAction,
+        batch: &HashMap<(String, &'static str), i64>,
+        day_start: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, Option<PlannedAction>)>, StoreError> {
+        let kind = action.request.kind();
+        let rule_cap = self
+            .config
+            .rules
+            .overrides
+            .get(&action.rule)
+            .and_then(|o| o.caps.get(kind))
+            .copied();
+        let caps = [
+            (Some(action.rule.as_str()), rule_cap),
+            (None, self.config.caps.get(kind).copied()),
+        ];
+        for (rule, cap) in caps {
+            let Some(cap) = cap else { continue };
+            let slot = (rule.unwrap_or_default().to_owned(), kind);
+            let used = self.store.count_actions(kind, rule, day_start).await?
+                + batch.get(&slot).copied().unwrap_or(0);
+            if used < i64::from(cap) {
+                continue;
+            }
+            let scope =
+                rule.map_or_else(|| "all rules together".to_owned(), |r| format!("rule {r}"));
+            let reason = format!("daily cap of {cap} {kind} actions reached ({scope})");
+            let topic = format!("cap/{}/{kind}/{}", slot.0, now.format("%Y-%m-%d"));
+            let text = format!(
+                "nightdesk: {reason}. Further {kind} actions today are held for approval, starting with one from rule {} on {}.",
+                action.rule, action.subject
+            );
+            return Ok(Some((reason, self.system_alert(&topic, text))));
+        }
+        Ok(None)
     }
 
     /// What each rule decided, with what became of each action it asked for. With

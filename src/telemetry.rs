@@ -77,9 +77,9 @@ pub fn rule_failed(rule: &str, error: &crate::rules::RuleError, quarantined: boo
     // The rule engine has already logged the detail at the point of failure.
 }
 
-pub fn actions_planned(rule: &str, kind: &str, new: usize) {
-    counter!("nightdesk_actions_planned_total", "rule" => rule.to_owned(), "kind" => kind.to_owned())
-        .increment(new as u64);
+/// An action new to the outbox (a re-request of one it holds is not counted).
+pub fn action_planned(rule: &str, kind: &str) {
+    counter!("nightdesk_actions_planned_total", "rule" => rule.to_owned(), "kind" => kind.to_owned()).increment(1);
 }
 
 pub fn action_attempted(rule: &str, kind: &str, attempt: i64, outcome: &Outcome) {

@@ -403,7 +403,7 @@ pub fn check(config: Option<&Path>, rules: Option<&Path>) -> ExitCode {
         }
     }
     let dir = rules_dir.unwrap_or_else(|| PathBuf::from("rules"));
-    let (report, _) = crate::rules::check::check_dir(&RuleEngine::new(limits), &dir);
+    let (report, ..) = crate::rules::check::check_dir(&RuleEngine::new(limits), &dir);
     for line in &report.ok {
         println!("{line}");
     }

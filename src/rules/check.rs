@@ -69,8 +69,12 @@ pub fn lint_template(source: &str) -> Vec<compliance::Violation> {
     .collect()
 }
 
-/// Check the rules folder `dir` and its `templates/` folder.
-pub fn check_dir(engine: &RuleEngine, dir: &Path) -> (CheckReport, Option<RuleSet>) {
+/// Check the rules folder `dir` and its `templates/` folder; the rules and templates
+/// come back when they loaded (whether or not other checks found problems).
+pub fn check_dir(
+    engine: &RuleEngine,
+    dir: &Path,
+) -> (CheckReport, Option<RuleSet>, Option<Templates>) {
     let mut report = CheckReport::default();
     let rules = match engine.load_dir(dir) {
         Ok(rules) => {
@@ -155,7 +159,7 @@ pub fn check_dir(engine: &RuleEngine, dir: &Path) -> (CheckReport, Option<RuleSe
             }
         }
     }
-    (report, rules)
+    (report, rules, templates)
 }
 
 #[cfg(test)]

@@ -31,17 +31,6 @@ impl SourceError {
     pub fn upstream(operation: &'static str) -> impl FnOnce(UpstreamError) -> SourceError {
         move |error| SourceError::Upstream { operation, error }
     }
-
-    /// Credentials refused: polling this account again will not help until a person acts.
-    pub fn is_credentials(&self) -> bool {
-        matches!(
-            self,
-            SourceError::Upstream {
-                error: UpstreamError::Credentials(_),
-                ..
-            }
-        )
-    }
 }
 
 /// How a source's windows are cut.

@@ -45,13 +45,6 @@ pub enum StoreError {
     StaleLease(i64),
 }
 
-impl StoreError {
-    /// Worth trying again later (the database was busy or briefly unreachable).
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Database(e) if matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) || e.as_database_error().is_some_and(|d| d.message().contains("locked") || d.message().contains("busy")))
-    }
-}
-
 /// What one ingest stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestReport {
