@@ -19,12 +19,11 @@ use tokio_util::task::TaskTracker;
 use url::Url;
 
 use crate::channels::Channel;
-use crate::channels::slack::SlackChannel;
 use crate::clock::SharedClock;
-use crate::config::{ChannelConfig, Config, Mode, SecretResolver};
+use crate::config::{Config, Mode, SecretResolver};
 use crate::http::{self, RetryPolicy, UpstreamError};
 use crate::model::{ActionRequest, PlannedAction, Subject};
-use crate::outbox::{Executor, ExecutorReport};
+use crate::outbox::{Executor, ExecutorError, ExecutorReport, Route};
 use crate::rules::templates::Templates;
 use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
 use crate::schedule::Schedule;
@@ -81,6 +80,8 @@ pub enum BuildError {
 pub enum DaemonError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Executor(#[from] ExecutorError),
 }
 
 /// What one cycle did.
@@ -101,13 +102,15 @@ pub struct Daemon {
     engine: RuleEngine,
     rules: ArcSwap<RuleSet>,
     /// The last good templates, swapped with the rules (for the message executors).
-    templates: ArcSwap<Templates>,
+    templates: Arc<ArcSwap<Templates>>,
     executor: Executor,
     /// One rules pass at a time: two pollers finishing together would evaluate the
     /// same events twice (harmless thanks to the keys, but wasted).
     rules_pass: Mutex<()>,
     /// Wakes the executor when actions were planned.
     planned: Notify,
+    /// Bearer token of the HTTP approval API, if configured.
+    approval_token: Option<secrecy::SecretString>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -174,42 +177,86 @@ impl Daemon {
             }
         }
 
+        let approval_token = config
+            .approvals
+            .token
+            .as_ref()
+            .and_then(|token| resolve("approvals.token".to_owned(), token));
         let chat_http = http::client(&format!("nightdesk/{}", env!("CARGO_PKG_VERSION")))?;
         let mut channels: HashMap<String, Arc<dyn Channel>> = HashMap::new();
+        let mut unusable = Vec::new();
         for (name, channel) in &config.channels {
-            match channel {
-                ChannelConfig::Slack {
-                    webhook_url,
-                    username,
-                } => {
-                    if let Some(url) = resolve(format!("channels.{name}.webhook_url"), webhook_url)
-                    {
-                        channels.insert(
-                            name.clone(),
-                            Arc::new(SlackChannel::new(chat_http.clone(), url, username.clone())),
-                        );
-                    }
+            match crate::channels::build(name, &channel.target, &chat_http, &clock, &mut resolve) {
+                Ok(Some(built)) => {
+                    channels.insert(name.clone(), built);
                 }
+                Ok(None) => {}
+                Err(problem) => unusable.push(format!("{}: {problem}", config.path.display())),
             }
         }
+        missing.extend(unusable);
         if !missing.is_empty() {
             return Err(BuildError::Secrets(missing));
         }
-        for settings in pending_sources {
-            sources.push(AmazonSource::new(settings, clock.clone())?);
-        }
-
         let engine = RuleEngine::new(config.rules.limits);
         let (rule_set, templates) =
             checked_rules(&engine, &config.rules.dir).map_err(BuildError::Rules)?;
+        let templates = Arc::new(ArcSwap::from_pointee(templates));
+        let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
+            HashMap::new();
+        for settings in pending_sources {
+            // The executor has its own token cache: acting never waits on polling.
+            let http = http::client(&settings.user_agent)?;
+            let lwa = crate::sources::amazon::lwa::LwaClient::new(
+                http.clone(),
+                settings.account.lwa_endpoint.clone(),
+                settings.credentials.clone(),
+                clock.clone(),
+                settings.retry,
+            );
+            let api = Arc::new(crate::executors::amazon::api::SpApi::new(
+                http,
+                settings.account.endpoint.clone(),
+                lwa,
+                settings.retry,
+            ));
+            actions.insert(
+                format!("amazon/{}", settings.account.name),
+                Arc::new(crate::executors::amazon::AmazonExecutor::new(
+                    &settings.account.name,
+                    settings.account.seller_id.clone(),
+                    api,
+                    templates.clone(),
+                    Duration::seconds(config.executor.feed_poll_seconds),
+                )),
+            );
+            sources.push(AmazonSource::new(settings, clock.clone())?);
+        }
+
         telemetry::rules_loaded(rule_set.rules.len());
+        let routes = channels
+            .into_iter()
+            .filter_map(|(name, channel)| {
+                let settings = config.channels.get(&name)?;
+                Some((
+                    name,
+                    Route {
+                        channel,
+                        quiet_hours: settings.quiet_hours,
+                        group_window: settings.group_window,
+                    },
+                ))
+            })
+            .collect();
         let executor = Executor::new(
             store.clone(),
-            channels,
+            routes,
             clock.clone(),
             config.executor,
             instance,
-        );
+        )
+        .with_ops_channel(config.rules.alert_channel.clone())
+        .with_actions(actions);
         Ok(Daemon {
             config,
             store,
@@ -217,10 +264,11 @@ impl Daemon {
             sources,
             engine,
             rules: ArcSwap::from_pointee(rule_set),
-            templates: ArcSwap::from_pointee(templates),
+            templates,
             executor,
             rules_pass: Mutex::new(()),
             planned: Notify::new(),
+            approval_token,
         })
     }
 
@@ -293,6 +341,53 @@ impl Daemon {
     }
 
     /// A named schedule fired: call every rule's `on_schedule(name)`.
+    /// Plan the morning summary (once per day and channel). Returns whether it was new.
+    pub async fn send_summary(&self) -> Result<bool, StoreError> {
+        let Some(summary) = &self.config.summary else {
+            return Ok(false);
+        };
+        let Some(channel) = summary.channel.as_deref().or(self
+            .config
+            .rules
+            .alert_channel
+            .as_deref())
+        else {
+            return Ok(false);
+        };
+        let now = self.clock.now();
+        let sources: Vec<crate::outbox::summary::SourceSchedule<'_>> = self
+            .sources
+            .iter()
+            .map(|s| crate::outbox::summary::SourceSchedule {
+                key: s.key(),
+                schedule: s.schedule(),
+            })
+            .collect();
+        let text =
+            crate::outbox::summary::morning_summary(self.store.as_ref(), &sources, now).await?;
+        let mut alert = crate::outbox::system_alert(
+            channel,
+            &format!("summary/{}", now.format("%Y-%m-%d")),
+            text,
+            self.config.mode == Mode::DryRun,
+        );
+        alert.rule = crate::outbox::summary::RULE.to_owned();
+        let new = self.store.plan(None, &[alert], now).await? > 0;
+        if new {
+            self.planned.notify_one();
+        }
+        Ok(new)
+    }
+
+    /// The HTTP approval API, when `approvals.token` is configured.
+    pub fn approval_api(&self) -> Option<crate::server::ApprovalApi> {
+        Some(crate::server::ApprovalApi {
+            store: self.store.clone(),
+            clock: self.clock.clone(),
+            token: self.approval_token.clone()?,
+        })
+    }
+
     pub async fn fire_schedule(&self, name: &str) -> Result<usize, StoreError> {
         let _one_pass = self.rules_pass.lock().await;
         let rules = self.rules.load_full();
@@ -376,6 +471,9 @@ impl Daemon {
                 "dry-run: recorded, not performed".to_owned()
             } else if let Some(reason) = &action.hold {
                 format!("held: {reason}")
+            } else if let Some(reason) = self.refund_hold(action).await? {
+                action.hold = Some(reason.clone());
+                format!("held: {reason}")
             } else if let Some((reason, notice)) =
                 self.cap_reached(action, &batch, day_start, now).await?
             {
@@ -395,9 +493,70 @@ impl Daemon {
         actions.extend(notices);
         let new = self.store.plan(event, &actions, now).await?;
         if new > 0 {
+            self.announce_held(&actions, &known, now).await?;
             self.planned.notify_one();
         }
         Ok((new, became))
+    }
+
+    /// Whether a refund must wait for a person (above `approvals.refund_above`).
+    async fn refund_hold(&self, action: &PlannedAction) -> Result<Option<String>, StoreError> {
+        let Some(limit) = self.config.approvals.refund_above else {
+            return Ok(None);
+        };
+        if !matches!(action.request, ActionRequest::Refund { .. }) {
+            return Ok(None);
+        }
+        let order = match action.subject.as_order() {
+            Some((channel, id)) => self.store.order(channel, id).await?,
+            None => None,
+        };
+        Ok(crate::outbox::approvals::refund_hold(
+            &action.request,
+            order.as_ref(),
+            Some(limit),
+        ))
+    }
+
+    /// Tell the ops channel about each action that entered the outbox held, with how to
+    /// approve it (grouped with the other alerts of its kind, like any alert).
+    async fn announce_held(
+        &self,
+        actions: &[PlannedAction],
+        known: &std::collections::HashSet<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let Some(channel) = self.config.rules.alert_channel.as_deref() else {
+            return Ok(());
+        };
+        let held: Vec<&PlannedAction> = actions
+            .iter()
+            // Held alerts (past an alert cap) are not announced one by one: the cap's
+            // own notice says so, and announcing them would be the flood the cap stops.
+            .filter(|a| {
+                a.hold.is_some()
+                    && !a.dry_run
+                    && a.request.kind() != "alert"
+                    && !known.contains(&a.idempotency_key)
+            })
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = held.iter().map(|a| a.idempotency_key.clone()).collect();
+        let ids = self.store.outbox_ids(&keys).await?;
+        let notices: Vec<PlannedAction> = held
+            .iter()
+            .filter_map(|action| {
+                let id = *ids.get(&action.idempotency_key)?;
+                let reason = action.hold.as_deref().unwrap_or("held");
+                Some(crate::outbox::approvals::held_notice(
+                    channel, id, action, reason,
+                ))
+            })
+            .collect();
+        self.store.plan(None, &notices, now).await?;
+        Ok(())
     }
 
     /// The daily cap (the rule's, then the global one) this action would exceed, with
@@ -522,16 +681,13 @@ impl Daemon {
 
     /// An alert about nightdesk itself to the rules' alert channel, once per `topic`.
     fn system_alert(&self, topic: &str, text: String) -> Option<PlannedAction> {
-        let channel = self.config.rules.alert_channel.clone()?;
-        Some(PlannedAction {
-            rule: "nightdesk".to_owned(),
-            rule_version: env!("CARGO_PKG_VERSION").to_owned(),
-            subject: Subject::named("nightdesk", topic),
-            idempotency_key: format!("nightdesk|{topic}"),
-            request: ActionRequest::Alert { channel, text },
-            hold: None,
-            dry_run: self.config.mode == Mode::DryRun,
-        })
+        let channel = self.config.rules.alert_channel.as_deref()?;
+        Some(crate::outbox::system_alert(
+            channel,
+            topic,
+            text,
+            self.config.mode == Mode::DryRun,
+        ))
     }
 
     /// Alerts for the rules these outcomes quarantined.
@@ -616,7 +772,7 @@ impl Daemon {
     pub async fn execute_due(
         &self,
         stop: &(dyn Fn() -> bool + Sync),
-    ) -> Result<ExecutorReport, StoreError> {
+    ) -> Result<ExecutorReport, ExecutorError> {
         self.executor.run_due(stop).await
     }
 
@@ -692,6 +848,19 @@ impl Daemon {
             let daemon = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { daemon.executor_loop(shutdown).await });
+        }
+        if let Some(summary) = self.config.summary.clone() {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                daemon
+                    .every(&summary.schedule, &shutdown, false, || async {
+                        if let Err(e) = daemon.send_summary().await {
+                            tracing::error!(error = %e, "Morning summary failed.");
+                        }
+                    })
+                    .await;
+            });
         }
         for (name, schedule) in self.config.schedules.clone() {
             let daemon = self.clone();

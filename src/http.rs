@@ -27,6 +27,7 @@ pub fn client(user_agent: &str) -> Result<reqwest::Client, UpstreamError> {
         .build()
         .map_err(|e| UpstreamError::Transport {
             retryable: false,
+            delivered: Delivery::NotSent,
             message: e.without_url().to_string(),
         })
 }
@@ -67,12 +68,26 @@ pub async fn send(request: reqwest::RequestBuilder) -> Result<Reply, UpstreamErr
     })
 }
 
+/// Whether a failed request may have been delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// It never left (connect refused, request not built).
+    NotSent,
+    /// It may have arrived (timeout, reset, body error).
+    Maybe,
+}
+
 /// A failed call to an upstream, classified.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpstreamError {
     /// No usable answer: connect failure, timeout, reset.
     #[error("transport error: {message}")]
-    Transport { retryable: bool, message: String },
+    Transport {
+        retryable: bool,
+        /// Whether the request may have reached the upstream before the failure.
+        delivered: Delivery,
+        message: String,
+    },
     /// The upstream answered with an error status.
     #[error("HTTP {status}{}: {summary}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
     Status {
@@ -98,6 +113,19 @@ impl UpstreamError {
         }
     }
 
+    /// Whether the upstream may have acted on the request despite the error: what
+    /// decides between a retry and `unknown` for an at-most-once action. Connect
+    /// failures, 429 and 503 (shed before processing) and 4xx did not act; a timeout or
+    /// reset after sending, another 5xx, or a 2xx with an unreadable body may have.
+    pub fn may_have_acted(&self) -> bool {
+        match self {
+            UpstreamError::Transport { delivered, .. } => *delivered == Delivery::Maybe,
+            UpstreamError::Status { status, .. } => *status >= 500 && *status != 503,
+            UpstreamError::Malformed { .. } => true,
+            UpstreamError::Credentials(_) => false,
+        }
+    }
+
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             UpstreamError::Status { retry_after, .. } => *retry_after,
@@ -107,8 +135,14 @@ impl UpstreamError {
 
     pub fn from_reqwest(e: reqwest::Error) -> Self {
         let retryable = e.is_timeout() || e.is_connect() || e.is_request() || e.is_body();
+        let delivered = if e.is_connect() || e.is_builder() {
+            Delivery::NotSent
+        } else {
+            Delivery::Maybe
+        };
         UpstreamError::Transport {
             retryable,
+            delivered,
             message: e.without_url().to_string(),
         }
     }

@@ -3,7 +3,7 @@
 //! A support-automation daemon for marketplace sellers. Data flows one way:
 //!
 //! ```text
-//! schedule ─► sources ─► store ─► rules ─► outbox ─► channels
+//! schedule ─► sources ─► store ─► rules ─► outbox ─► executors / channels
 //! ```
 //!
 //! # Layout
@@ -16,22 +16,28 @@
 //!   events, poll checkpoints, outbox and audit log.
 //! - [`rules`]: the hardened Rhai engine and the rule files; rules ask for actions as data;
 //!   templates, the compliance linter, `check`, fixtures (`nightdesk test`).
-//! - [`outbox`]: idempotency keys, claiming with leases and fencing, the executor loop.
-//! - [`channels`]: where actions go (Slack for now).
+//! - [`outbox`]: claiming with leases and fencing, the executor loop with its safety
+//!   classes, alert grouping and quiet hours, approvals, the morning summary.
+//! - [`executors`]: one module per upstream that acts (Amazon Messaging and Feeds).
+//! - [`channels`]: where alerts go: Slack, Teams, Discord, Google Chat, a signed
+//!   webhook, e-mail.
+//! - [`audit`]: an order's timeline as evidence (`nightdesk audit`).
 //! - [`daemon`]: wires the stages together for `run`, `demo` and the tests; `replay` and
 //!   `explain` read what the stages recorded.
-//! - [`server`]: `/healthz` and `/metrics`.
+//! - [`server`]: `/healthz`, `/metrics` and the approval API.
 //! - [`sandbox`]: local fakes of the upstream APIs, written from their published contracts.
 //! - [`cli`]: the `nightdesk` command line.
 //! - [`clock`], [`http`], [`telemetry`]: injected time, the shared HTTP client with retry
 //!   classification, and named telemetry events.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod executors;
 pub mod http;
 pub mod model;
 pub mod outbox;

@@ -146,6 +146,31 @@ pub struct Money {
     pub amount: String,
 }
 
+/// An amount as marketplaces write it (`"12.34"`, at most two decimals, not negative)
+/// in cents; `None` for anything else.
+pub fn parse_cents(amount: &str) -> Option<i64> {
+    let amount = amount.trim();
+    let (whole, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    if fraction.len() > 2
+        || whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let fraction = format!("{fraction:0<2}");
+    whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(fraction.parse::<i64>().ok()?)
+}
+
+/// Cents as a decimal amount (`1205` → `"12.05"`).
+pub fn format_cents(cents: i64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderItem {

@@ -106,6 +106,9 @@ pub fn action_attempted(rule: &str, kind: &str, attempt: i64, outcome: &Outcome)
             error,
             "Action outcome unknown; not retried."
         ),
+        Outcome::Deferred { at, reason } => {
+            tracing::debug!(rule, kind, reason, due = %at, "Action deferred.")
+        }
     }
 }
 

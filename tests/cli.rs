@@ -86,7 +86,7 @@ fn check_reports_every_config_error_with_file_line_and_key() {
 }
 
 #[test]
-fn demo_once_alerts_then_delivers_nothing_new_on_the_same_database() {
+fn demo_once_holds_a_refund_that_an_approval_then_executes_against_the_sandbox() {
     let dir = tempdir();
     let db = dir.path().join("demo.db");
     let db = db.to_string_lossy();
@@ -102,7 +102,43 @@ fn demo_once_alerts_then_delivers_nothing_new_on_the_same_database() {
         stdout.contains("Chat messages received by the sandbox's Slack webhook (2):"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("2 alerts from rule pending_over_7_days"),
+        "{stdout}"
+    );
     assert!(stdout.contains("has been Pending since"), "{stdout}");
+    assert!(
+        stdout.contains("cancel by cancellation on order:amazon/113-9051847-2268310: done"),
+        "{stdout}"
+    );
+    let Some(held) = stdout
+        .lines()
+        .find(|l| l.contains("refund by cancellation") && l.contains("above the approval limit"))
+    else {
+        panic!("no held refund in: {stdout}");
+    };
+    let id: String = held
+        .trim_start_matches("Action:  #")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    assert!(!id.is_empty(), "{held}");
+    assert!(
+        held.contains(&format!("nightdesk approve --db {db} {id}")),
+        "{held}"
+    );
+    assert!(
+        !stdout.contains("Sandbox refund:"),
+        "nothing refunded before approval"
+    );
+
+    let approve = nightdesk(&["approve", &id, "--db", &db, "--by", "ops-test"], repo());
+    assert!(approve.status.success(), "{}", text(&approve.stderr));
+    assert!(
+        text(&approve.stdout).contains("approved"),
+        "{}",
+        text(&approve.stdout)
+    );
 
     let second = nightdesk(
         &["demo", "--once", "--config", &config, "--db", &db],
@@ -111,8 +147,40 @@ fn demo_once_alerts_then_delivers_nothing_new_on_the_same_database() {
     let stdout = text(&second.stdout);
     assert!(second.status.success(), "{stdout}{}", text(&second.stderr));
     assert!(
+        stdout.contains("Sandbox refund: order 113-2748105-0936714 item 10482786718120 principal 18.99 USD (CustomerCancel)"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("Slack webhook: none (nothing new to deliver)"),
         "{stdout}"
+    );
+
+    let audit = nightdesk(
+        &[
+            "audit",
+            "113-2748105-0936714",
+            "--db",
+            &db,
+            "--format",
+            "json",
+        ],
+        repo(),
+    );
+    let json: serde_json::Value = serde_json::from_str(&text(&audit.stdout)).unwrap_or_default();
+    let entries = json["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["kind"] == "approval"
+            && e["summary"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("ops-test")),
+        "{json}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["kind"] == "refund" && e["outcome"] == "done"),
+        "{json}"
     );
 }
 

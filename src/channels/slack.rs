@@ -26,15 +26,30 @@ impl SlackChannel {
 
     /// The message body; public so its shape can be checked without a network.
     pub fn payload(&self, alert: &Alert) -> serde_json::Value {
-        let mut body = json!({
-            "text": alert.text,
-            "blocks": [
-                { "type": "section", "text": { "type": "mrkdwn", "text": escape(&alert.text) } },
-                { "type": "context", "elements": [
-                    { "type": "mrkdwn", "text": format!("nightdesk · rule `{}` · {}", escape(&alert.rule), escape(&alert.subject)) }
-                ] }
-            ]
-        });
+        let mut blocks = Vec::new();
+        if alert.is_group() {
+            blocks.push(json!({ "type": "header", "text": { "type": "plain_text", "text": alert.headline() } }));
+        }
+        for line in &alert.lines {
+            let text = if alert.is_group() {
+                format!("*{}*\n{}", escape(&line.subject), escape(&line.text))
+            } else {
+                escape(&line.text)
+            };
+            blocks.push(json!({ "type": "section", "text": { "type": "mrkdwn", "text": text } }));
+        }
+        let mut context = format!("nightdesk · rule `{}`", escape(&alert.rule));
+        match (alert.is_group(), alert.lines.first()) {
+            (true, _) if alert.not_shown() > 0 => {
+                context.push_str(&format!(" · {} more not shown", alert.not_shown()));
+            }
+            (false, Some(line)) => context.push_str(&format!(" · {}", escape(&line.subject))),
+            _ => {}
+        }
+        blocks.push(
+            json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": context } ] }),
+        );
+        let mut body = json!({ "text": alert.headline(), "blocks": blocks });
         if let (Some(name), Some(map)) = (&self.username, body.as_object_mut()) {
             map.insert("username".into(), json!(name));
         }
@@ -82,14 +97,32 @@ mod tests {
             SecretString::from("http://x"),
             Some("nightdesk".into()),
         );
-        let alert = Alert {
-            rule: "r".into(),
-            subject: "order:amazon/1".into(),
-            text: "a < b & c".into(),
-        };
+        let alert = Alert::single("r", "order:amazon/1", "a < b & c", "k");
         let body = channel.payload(&alert);
         assert_eq!(body["text"], "a < b & c");
         assert_eq!(body["blocks"][0]["text"]["text"], "a &lt; b &amp; c");
         assert_eq!(body["username"], "nightdesk");
+    }
+
+    #[test]
+    fn a_group_has_a_count_header_examples_and_the_rest_counted() {
+        let channel =
+            SlackChannel::new(reqwest::Client::new(), SecretString::from("http://x"), None);
+        let mut alert = Alert::single("late", "order:amazon/1", "one", "k");
+        alert.total = 40;
+        for i in 2..=3 {
+            alert.lines.push(crate::channels::AlertLine {
+                subject: format!("order:amazon/{i}"),
+                text: format!("text {i}"),
+            });
+        }
+        let body = channel.payload(&alert);
+        assert_eq!(body["text"], "40 alerts from rule late");
+        let blocks = body["blocks"].as_array().map(Vec::len);
+        assert_eq!(blocks, Some(5), "{body}");
+        let context = body["blocks"][4]["elements"][0]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(context.contains("37 more not shown"), "{context}");
     }
 }

@@ -1,4 +1,5 @@
-//! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`. Glue only: every
+//! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`, `test`, `replay`,
+//! `explain`, `approve`, `reject`, `audit`. Glue only: every
 //! command parses its arguments, builds the library's pieces and reports; the work is
 //! done by the daemon, the sandbox and the rule engine.
 
@@ -96,6 +97,41 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Approve a held action (or an `unknown` one you checked had not happened): it is
+    /// performed at the daemon's next pass. Works beside a running daemon.
+    Approve {
+        /// The action's id, as the held alert or `nightdesk audit` shows it.
+        id: i64,
+        /// Who decides (recorded in the audit log); default: $USER.
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        /// The SQLite file (default: the config's store).
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Reject a held or unknown action: it is never performed.
+    Reject {
+        id: i64,
+        #[arg(long)]
+        by: Option<String>,
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
+    /// Print an order's timeline (status history, messages, tracking, refunds and
+    /// cancellations with their outcomes, approvals) as evidence for a claim.
+    Audit {
+        order_id: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: AuditFormat,
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        db: Option<PathBuf>,
+    },
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -104,6 +140,13 @@ pub enum Command {
         #[arg(long)]
         rules: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum AuditFormat {
+    Text,
+    Json,
+    Html,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +187,77 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
             config,
             db,
         } => explain(&order_id, &config, db).await,
+        Command::Approve { id, by, config, db } => {
+            decide(id, crate::store::Decide::Approve, by, &config, db).await
+        }
+        Command::Reject { id, by, config, db } => {
+            decide(id, crate::store::Decide::Reject, by, &config, db).await
+        }
+        Command::Audit {
+            order_id,
+            format,
+            config,
+            db,
+        } => audit(&order_id, format, &config, db).await,
     }
+}
+
+fn store_target(config_path: &Path, db: Option<PathBuf>) -> Result<StoreTarget, CliError> {
+    Ok(match db {
+        Some(db) => StoreTarget::Sqlite(db),
+        None => Config::load(config_path)?.store,
+    })
+}
+
+async fn decide(
+    id: i64,
+    decision: crate::store::Decide,
+    by: Option<String>,
+    config_path: &Path,
+    db: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let target = store_target(config_path, db)?;
+    let store = store::open_shared(&target).await?;
+    let who = by
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|w| !w.trim().is_empty())
+        .unwrap_or_else(|| "cli".to_owned());
+    let row =
+        crate::outbox::approvals::decide(store.as_ref(), id, decision, &who, SystemClock.now_utc())
+            .await?;
+    let verb = match decision {
+        crate::store::Decide::Approve => "approved: it is performed at the daemon's next pass",
+        crate::store::Decide::Reject => "rejected: it will not be performed",
+    };
+    println!(
+        "Action #{} ({} by rule {} on {}) {verb}. Recorded as decided by {who}.",
+        row.id, row.kind, row.rule, row.subject
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn audit(
+    order_id: &str,
+    format: AuditFormat,
+    config_path: &Path,
+    db: Option<PathBuf>,
+) -> Result<ExitCode, CliError> {
+    let target = store_target(config_path, db)?;
+    let store = store::open_read_only(&target).await?;
+    let timeline =
+        crate::audit::timeline(store.as_ref(), crate::model::SalesChannel::Amazon, order_id)
+            .await?;
+    let text = match format {
+        AuditFormat::Text => timeline.render_text(),
+        AuditFormat::Json => timeline
+            .render_json()
+            .map_err(|e| CliError::Usage(e.to_string()))?,
+        AuditFormat::Html => timeline
+            .render_html()
+            .map_err(|e| CliError::Usage(e.to_string()))?,
+    };
+    println!("{text}");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Cancelled on SIGTERM or Ctrl-C.
@@ -211,10 +324,11 @@ async fn run(config_path: &Path, once: bool) -> Result<ExitCode, CliError> {
     let shutdown = shutdown_on_signals();
     if let Some(addr) = listen {
         let listener = TcpListener::bind(addr).await?;
-        tracing::info!(%addr, "Serving /healthz and /metrics.");
+        let approvals = daemon.approval_api();
+        tracing::info!(%addr, approvals = approvals.is_some(), "Serving /healthz, /metrics and the approval API.");
         let token = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::server::serve(listener, token).await {
+            if let Err(e) = crate::server::serve(listener, approvals, token).await {
                 tracing::error!(error = %e, "Health server stopped.");
             }
         });
@@ -235,15 +349,9 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     let credentials = scenario.amazon.credentials.clone();
     let order_count = scenario.amazon.orders.len();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let sandbox = Sandbox::start(
-        listener,
-        SandboxOptions {
-            scenario,
-            journal_path: None,
-            clock: clock.clone(),
-        },
-    )
-    .await?;
+    let sandbox = Sandbox::start(listener, SandboxOptions::new(scenario, clock.clone())).await?;
+    // Process feeds at once, so `--once` sees refunds and cancellations through.
+    sandbox.set_feed_processing_delay(std::time::Duration::ZERO);
     let base = sandbox.base_url();
     println!("Sandbox: {base} (default scenario, {order_count} orders)");
 
@@ -283,19 +391,65 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     })?;
 
     let exit = if once {
-        let report = daemon.run_cycle().await?;
+        let mut report = daemon.run_cycle().await?;
+        // Feeds submitted in this cycle are looked at again within seconds: follow
+        // them (at most 15 s) so the demo shows how they ended.
+        for _ in 0..15 {
+            let soon = daemon
+                .store()
+                .next_due()
+                .await?
+                .is_some_and(|at| at <= SystemClock.now_utc() + chrono::Duration::seconds(2));
+            if !soon {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            let more = daemon
+                .execute_due(&|| false)
+                .await
+                .map_err(DaemonError::from)?;
+            report.executed.add(&more);
+        }
         print_cycle(&report);
         for row in daemon
             .store()
             .outbox()
             .await?
             .iter()
-            .filter(|r| r.state == "held")
+            .filter(|r| r.kind != "alert")
         {
-            let why = row.last_error.as_deref().unwrap_or("waiting for approval");
+            let note = match row.state.as_str() {
+                "held" => format!(
+                    "{} {}",
+                    row.last_error.as_deref().unwrap_or("waiting for approval"),
+                    crate::outbox::approvals::how_to_decide(row.id)
+                        .replace(
+                            "nightdesk approve",
+                            &format!("nightdesk approve --db {}", db.display())
+                        )
+                        .replace(
+                            "nightdesk reject",
+                            &format!("nightdesk reject --db {}", db.display())
+                        )
+                ),
+                "done" => "done".to_owned(),
+                other => format!("{other}: {}", row.last_error.as_deref().unwrap_or("")),
+            };
             println!(
-                "Held:    #{} {} by {} on {} ({why})",
+                "Action:  #{} {} by {} on {}: {note}",
                 row.id, row.kind, row.rule, row.subject
+            );
+        }
+        for feed in sandbox.feeds() {
+            println!(
+                "Sandbox feed {} {}: {:?}",
+                feed.feed_id, feed.feed_type, feed.status
+            );
+        }
+        for refund in sandbox.refunds(None) {
+            println!(
+                "Sandbox refund: order {} item {} principal {} {} ({})",
+                refund.order_id, refund.item_code, refund.principal, refund.currency, refund.reason
             );
         }
         cycle_exit(&report)
@@ -316,6 +470,14 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
         );
         for post in posts {
             println!("  - {}", post["text"].as_str().unwrap_or("(no text)"));
+            // A grouped message: show the alerts it carries.
+            let blocks = post["blocks"].as_array().cloned().unwrap_or_default();
+            if blocks.first().is_some_and(|b| b["type"] == "header") {
+                for section in blocks.iter().filter(|b| b["type"] == "section") {
+                    let text = section["text"]["text"].as_str().unwrap_or_default();
+                    println!("      · {}", text.replace('\n', ": "));
+                }
+            }
         }
     }
     sandbox.shutdown().await;
@@ -364,15 +526,9 @@ async fn sandbox(
     };
     let listener = TcpListener::bind(listen).await?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let sandbox = Sandbox::start(
-        listener,
-        SandboxOptions {
-            scenario,
-            journal_path: journal,
-            clock,
-        },
-    )
-    .await?;
+    let mut options = SandboxOptions::new(scenario, clock);
+    options.journal_path = journal;
+    let sandbox = Sandbox::start(listener, options).await?;
     println!("Sandbox serving on {} (Ctrl-C to stop)", sandbox.base_url());
     println!("  LWA:       POST {}/auth/o2/token", sandbox.base_url());
     println!("  Orders v0: GET  {}/orders/v0/orders", sandbox.base_url());

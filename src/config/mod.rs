@@ -12,6 +12,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use url::Url;
 
@@ -62,6 +63,31 @@ struct RawConfig {
     /// Named schedules that call the rules' `on_schedule(name)` hook.
     #[serde(default)]
     schedules: BTreeMap<String, String>,
+    #[serde(default)]
+    approvals: Option<RawApprovals>,
+    #[serde(default)]
+    summary: Option<RawSummary>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprovals {
+    /// Refunds above this amount (in the order's currency) wait for a person.
+    #[serde(default)]
+    refund_above: Option<f64>,
+    /// Bearer token for `POST /actions/{id}/approve|reject`; without it the endpoint is off.
+    #[serde(default)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSummary {
+    schedule: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +153,9 @@ struct RawSweep {
 struct RawExecutor {
     max_attempts: Option<u32>,
     lease_seconds: Option<i64>,
+    /// How often a submitted Amazon feed is looked at while it is processed.
+    #[serde(default)]
+    feed_poll_seconds: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,6 +187,10 @@ struct RawAmazonAccount {
     initial_lookback_days: Option<i64>,
     #[serde(default)]
     page_size: Option<u32>,
+    /// The seller's merchant token, the `MerchantIdentifier` of order feeds (refunds and
+    /// cancellations); without it those actions fail with a clear reason.
+    #[serde(default)]
+    seller_id: Option<String>,
 }
 
 /// A channel is a flat map (not a tagged enum) so serde keeps exact error lines.
@@ -166,16 +199,60 @@ struct RawAmazonAccount {
 struct RawChannel {
     #[serde(rename = "type")]
     kind: ChannelKind,
+    /// slack, teams, discord, google_chat: the incoming-webhook URL (a secret).
     #[serde(default)]
     webhook_url: Option<String>,
+    /// webhook: the receiver's URL (a secret).
+    #[serde(default)]
+    url: Option<String>,
+    /// webhook: the HMAC-SHA256 key (a secret).
+    #[serde(default)]
+    signing_secret: Option<String>,
     #[serde(default)]
     username: Option<String>,
+    /// email: `smtp://user:pass@host:587?tls=required` or `smtps://…:465` (a secret).
+    #[serde(default)]
+    smtp_url: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Vec<String>,
+    #[serde(default)]
+    quiet_hours: Option<RawQuietHours>,
+    /// Alerts of one rule within this many seconds go out as one message (default 120).
+    #[serde(default)]
+    group_window_seconds: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuietHours {
+    from: String,
+    to: String,
+    #[serde(default)]
+    timezone: Option<String>,
+}
+
+fn kind_name(kind: ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Slack => "slack",
+        ChannelKind::Teams => "teams",
+        ChannelKind::Discord => "discord",
+        ChannelKind::GoogleChat => "google_chat",
+        ChannelKind::Webhook => "webhook",
+        ChannelKind::Email => "email",
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 enum ChannelKind {
     Slack,
+    Teams,
+    Discord,
+    GoogleChat,
+    Webhook,
+    Email,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -198,6 +275,24 @@ pub struct Config {
     pub caps: BTreeMap<String, u32>,
     /// Named schedules: each fire calls `on_schedule(name)`.
     pub schedules: Vec<(String, Schedule)>,
+    pub approvals: ApprovalConfig,
+    /// The morning summary, if configured.
+    pub summary: Option<SummaryConfig>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ApprovalConfig {
+    /// Refunds above this amount (order currency) are held for a person.
+    pub refund_above: Option<f64>,
+    /// Bearer token of the HTTP approval endpoint.
+    pub token: Option<SecretRef>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SummaryConfig {
+    pub schedule: Schedule,
+    /// A channel name; defaults to `rules.alert_channel`.
+    pub channel: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +389,7 @@ pub struct SweepConfig {
 pub struct ExecutorConfig {
     pub max_attempts: u32,
     pub lease_seconds: i64,
+    pub feed_poll_seconds: i64,
 }
 
 impl Default for ExecutorConfig {
@@ -301,6 +397,7 @@ impl Default for ExecutorConfig {
         Self {
             max_attempts: 10,
             lease_seconds: 300,
+            feed_poll_seconds: 60,
         }
     }
 }
@@ -384,14 +481,101 @@ pub struct AmazonAccount {
     pub overlap_minutes: i64,
     pub initial_lookback_days: i64,
     pub page_size: u32,
+    pub seller_id: Option<String>,
 }
 
+/// One configured chat destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChannelConfig {
+pub struct ChannelConfig {
+    pub target: ChannelTarget,
+    pub quiet_hours: Option<QuietHours>,
+    /// Alerts of one rule within this window go out as one message.
+    pub group_window: chrono::Duration,
+}
+
+/// Where a channel delivers. Every URL is a secret (webhook URLs carry their token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelTarget {
     Slack {
         webhook_url: SecretRef,
         username: Option<String>,
     },
+    /// A Microsoft Teams Workflows webhook (Adaptive Card).
+    Teams {
+        webhook_url: SecretRef,
+    },
+    Discord {
+        webhook_url: SecretRef,
+        username: Option<String>,
+    },
+    GoogleChat {
+        webhook_url: SecretRef,
+    },
+    /// Any HTTP receiver; the body is signed with HMAC-SHA256 over timestamp and body.
+    Webhook {
+        url: SecretRef,
+        signing_secret: SecretRef,
+    },
+    /// E-mail over SMTP (lettre, rustls).
+    Email {
+        smtp_url: SecretRef,
+        from: String,
+        to: Vec<String>,
+    },
+}
+
+impl ChannelTarget {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelTarget::Slack { .. } => "slack",
+            ChannelTarget::Teams { .. } => "teams",
+            ChannelTarget::Discord { .. } => "discord",
+            ChannelTarget::GoogleChat { .. } => "google_chat",
+            ChannelTarget::Webhook { .. } => "webhook",
+            ChannelTarget::Email { .. } => "email",
+        }
+    }
+}
+
+/// A daily window in which a channel is not posted to; alerts wait for its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietHours {
+    pub from: chrono::NaiveTime,
+    pub to: chrono::NaiveTime,
+    pub timezone: chrono_tz::Tz,
+}
+
+impl QuietHours {
+    /// If `now` falls in the quiet window, when it ends.
+    pub fn end_if_quiet(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        use chrono::TimeZone;
+        let local = now.with_timezone(&self.timezone);
+        let time = local.time();
+        let quiet = if self.from <= self.to {
+            time >= self.from && time < self.to
+        } else {
+            time >= self.from || time < self.to
+        };
+        if !quiet {
+            return None;
+        }
+        let mut day = local.date_naive();
+        if time >= self.to {
+            day = day.succ_opt()?;
+        }
+        let end = day.and_time(self.to);
+        // A DST gap at the end time: take the first valid instant after it.
+        let resolved = self
+            .timezone
+            .from_local_datetime(&end)
+            .earliest()
+            .or_else(|| {
+                self.timezone
+                    .from_local_datetime(&(end + chrono::Duration::hours(1)))
+                    .earliest()
+            })?;
+        Some(resolved.with_timezone(&Utc))
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -658,6 +842,13 @@ impl Validator {
         if let Some(e) = &raw.executor {
             executor.max_attempts = e.max_attempts.unwrap_or(executor.max_attempts);
             executor.lease_seconds = e.lease_seconds.unwrap_or(executor.lease_seconds);
+            executor.feed_poll_seconds = e.feed_poll_seconds.unwrap_or(executor.feed_poll_seconds);
+            self.range(
+                "executor.feed_poll_seconds",
+                executor.feed_poll_seconds,
+                1,
+                3600,
+            );
             self.range(
                 "executor.max_attempts",
                 i64::from(executor.max_attempts),
@@ -673,25 +864,54 @@ impl Validator {
             if !valid_name(&name) {
                 self.error(&key, "channel names use letters, digits, '-' and '_'");
             }
-            match channel.kind {
-                ChannelKind::Slack => match channel.webhook_url {
-                    Some(url) => {
-                        if let Some(webhook_url) =
-                            self.secret(&format!("{key}.webhook_url"), &url, &base)
-                        {
-                            channels.insert(
-                                name,
-                                ChannelConfig::Slack {
-                                    webhook_url,
-                                    username: channel.username,
-                                },
-                            );
-                        }
-                    }
-                    None => self.error(&key, "a slack channel needs webhook_url"),
-                },
+            if let Some(config) = self.channel(&key, channel, &base) {
+                channels.insert(name, config);
             }
         }
+
+        let approvals = match &raw.approvals {
+            None => ApprovalConfig::default(),
+            Some(a) => {
+                if a.refund_above.is_some_and(|v| !v.is_finite() || v < 0.0) {
+                    self.error("approvals.refund_above", "give a positive amount");
+                }
+                ApprovalConfig {
+                    refund_above: a.refund_above,
+                    token: a
+                        .token
+                        .as_ref()
+                        .and_then(|t| self.secret("approvals.token", t, &base)),
+                }
+            }
+        };
+        let summary = raw.summary.as_ref().and_then(|s| {
+            let timezone = s.timezone.as_deref().unwrap_or("UTC");
+            if let Some(name) = &s.channel
+                && !channels.contains_key(name)
+            {
+                self.error(
+                    "summary.channel",
+                    format!("no channel named {name:?} under channels"),
+                );
+            }
+            if s.channel.is_none() && rules.alert_channel.is_none() {
+                self.error(
+                    "summary.channel",
+                    "name a channel (there is no rules.alert_channel to default to)",
+                );
+            }
+            let schedule = match Schedule::parse_in(&s.schedule, timezone) {
+                Ok(schedule) => Some(schedule),
+                Err(e) => {
+                    self.error("summary.schedule", e.to_string());
+                    None
+                }
+            }?;
+            Some(SummaryConfig {
+                schedule,
+                channel: s.channel.clone(),
+            })
+        });
 
         let amazon_app_name = raw
             .amazon
@@ -741,8 +961,109 @@ impl Validator {
             channels,
             caps,
             schedules,
+            approvals,
+            summary,
         };
         Some(config)
+    }
+
+    fn timezone(&mut self, key: &str, name: Option<&str>) -> chrono_tz::Tz {
+        let Some(name) = name else {
+            return chrono_tz::UTC;
+        };
+        match name.parse::<chrono_tz::Tz>() {
+            Ok(tz) => tz,
+            Err(_) => {
+                self.error(key, format!("{name:?} is not an IANA time zone"));
+                chrono_tz::UTC
+            }
+        }
+    }
+
+    fn channel(&mut self, key: &str, raw: RawChannel, base: &Path) -> Option<ChannelConfig> {
+        let kind = raw.kind;
+        let required = |this: &mut Self, field: &str, value: &Option<String>| {
+            let found = value
+                .as_ref()
+                .and_then(|v| this.secret(&format!("{key}.{field}"), v, base));
+            if value.is_none() {
+                this.error(key, format!("a {} channel needs {field}", kind_name(kind)));
+            }
+            found
+        };
+        let target = match kind {
+            ChannelKind::Slack => ChannelTarget::Slack {
+                webhook_url: required(self, "webhook_url", &raw.webhook_url)?,
+                username: raw.username.clone(),
+            },
+            ChannelKind::Teams => ChannelTarget::Teams {
+                webhook_url: required(self, "webhook_url", &raw.webhook_url)?,
+            },
+            ChannelKind::Discord => ChannelTarget::Discord {
+                webhook_url: required(self, "webhook_url", &raw.webhook_url)?,
+                username: raw.username.clone(),
+            },
+            ChannelKind::GoogleChat => ChannelTarget::GoogleChat {
+                webhook_url: required(self, "webhook_url", &raw.webhook_url)?,
+            },
+            ChannelKind::Webhook => {
+                let url = required(self, "url", &raw.url);
+                let signing_secret = required(self, "signing_secret", &raw.signing_secret);
+                ChannelTarget::Webhook {
+                    url: url?,
+                    signing_secret: signing_secret?,
+                }
+            }
+            ChannelKind::Email => {
+                let smtp_url = required(self, "smtp_url", &raw.smtp_url);
+                let from = raw.from.clone();
+                if from.as_deref().is_none_or(|f| !f.contains('@')) {
+                    self.error(
+                        &format!("{key}.from"),
+                        "an email channel needs a from address",
+                    );
+                }
+                if raw.to.is_empty() || raw.to.iter().any(|t| !t.contains('@')) {
+                    self.error(
+                        &format!("{key}.to"),
+                        "an email channel needs to: [addresses]",
+                    );
+                }
+                ChannelTarget::Email {
+                    smtp_url: smtp_url?,
+                    from: from?,
+                    to: raw.to.clone(),
+                }
+            }
+        };
+        let quiet_hours = raw.quiet_hours.as_ref().and_then(|q| {
+            let qkey = format!("{key}.quiet_hours");
+            let timezone = self.timezone(&format!("{qkey}.timezone"), q.timezone.as_deref());
+            let time =
+                |this: &mut Self, field: &str, text: &str| match chrono::NaiveTime::parse_from_str(
+                    text, "%H:%M",
+                ) {
+                    Ok(t) => Some(t),
+                    Err(_) => {
+                        this.error(&format!("{qkey}.{field}"), format!("{text:?} is not HH:MM"));
+                        None
+                    }
+                };
+            let from = time(self, "from", &q.from);
+            let to = time(self, "to", &q.to);
+            Some(QuietHours {
+                from: from?,
+                to: to?,
+                timezone,
+            })
+        });
+        let window = raw.group_window_seconds.unwrap_or(120);
+        let window = self.range(&format!("{key}.group_window_seconds"), window, 0, 86_400);
+        Some(ChannelConfig {
+            target,
+            quiet_hours,
+            group_window: chrono::Duration::seconds(window),
+        })
     }
 
     fn store(&mut self, url: &str, base: &Path) -> Option<StoreTarget> {
@@ -837,6 +1158,7 @@ impl Validator {
             name: raw.name,
             region: region?,
             marketplaces: raw.marketplaces,
+            seller_id: raw.seller_id,
             client_id: raw.client_id,
             client_secret: client_secret?,
             refresh_token: refresh_token?,

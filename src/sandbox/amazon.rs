@@ -19,7 +19,7 @@ use super::scenario::{
     Amount, FulfillmentChannel, MARKETPLACE_CA, OrderStatus, ScenarioItem, ScenarioOrder,
     is_amazon_order_id,
 };
-use super::{Operation, Shared, lock, lwa, token};
+use super::{Operation, Shared, feeds, lock, lwa, messaging, token};
 
 pub(super) const GET_ORDERS: &str = "getOrders";
 pub(super) const GET_ORDER: &str = "getOrder";
@@ -29,12 +29,23 @@ pub(super) const GET_ORDER_ITEMS: &str = "getOrderItems";
 /// least two minutes before current time"); also the default bound when none is sent.
 const SETTLE_TIME: TimeDelta = TimeDelta::minutes(2);
 
-/// Default usage plans: (operation, rate per second, burst, rate as the header spells it).
-const USAGE_PLANS: [(&str, f64, f64, &str); 3] = [
+/// A default usage plan: (operation, rate per second, burst, rate as the header spells it).
+pub(super) type Plan = (&'static str, f64, f64, &'static str);
+
+/// Orders v0 usage plans, from each operation's description.
+const USAGE_PLANS: [Plan; 3] = [
     (GET_ORDERS, 0.0167, 20.0, "0.0167"),
     (GET_ORDER, 0.5, 30.0, "0.5"),
     (GET_ORDER_ITEMS, 0.5, 30.0, "0.5"),
 ];
+
+/// Every usage plan the sandbox enforces: Orders, Messaging and Feeds.
+fn usage_plans() -> impl Iterator<Item = &'static Plan> {
+    USAGE_PLANS
+        .iter()
+        .chain(messaging::USAGE_PLANS)
+        .chain(feeds::USAGE_PLANS)
+}
 
 const FULFILLMENT_CHANNELS: [&str; 2] = ["AFN", "MFN"];
 
@@ -49,6 +60,8 @@ pub(super) async fn get_orders(
     if let Some(refused) = refusal(&state, &headers, GET_ORDERS) {
         return refused;
     }
+    // A feed that is due changes orders: apply it before answering.
+    feeds::settle(&state);
     let params = Params::parse(query.as_deref());
     let now = state.now();
     let amazon = lock(&state.amazon);
@@ -99,6 +112,8 @@ pub(super) async fn get_order(
     if let Some(refused) = refusal(&state, &headers, GET_ORDER) {
         return refused;
     }
+    // A feed that is due changes orders: apply it before answering.
+    feeds::settle(&state);
     if let Some(bad) = bad_order_id(&order_id) {
         return bad;
     }
@@ -119,6 +134,8 @@ pub(super) async fn get_order_items(
     if let Some(refused) = refusal(&state, &headers, GET_ORDER_ITEMS) {
         return refused;
     }
+    // A feed that is due changes orders: apply it before answering.
+    feeds::settle(&state);
     if let Some(bad) = bad_order_id(&order_id) {
         return bad;
     }
@@ -161,7 +178,11 @@ pub(super) async fn get_order_items(
 /// The answer refusing this call, if any. Authorization comes first, then the usage
 /// plan: limits are per selling partner and application, so the caller must be known
 /// before its bucket can be charged.
-fn refusal(state: &Shared, headers: &HeaderMap, operation: &'static str) -> Option<Response> {
+pub(super) fn refusal(
+    state: &Shared,
+    headers: &HeaderMap,
+    operation: &'static str,
+) -> Option<Response> {
     if !lwa::token_is_live(state, headers.get("x-amz-access-token")) {
         return Some(error_response(
             StatusCode::FORBIDDEN,
@@ -182,7 +203,7 @@ fn refusal(state: &Shared, headers: &HeaderMap, operation: &'static str) -> Opti
 }
 
 /// A 400 for an id that is not in the contract's 3-7-7 form.
-fn bad_order_id(order_id: &str) -> Option<Response> {
+pub(super) fn bad_order_id(order_id: &str) -> Option<Response> {
     (!is_amazon_order_id(order_id)).then(|| {
         invalid_input(&format!(
             "OrderId: {order_id} is invalid, should be in 3-7-7 format."
@@ -226,12 +247,12 @@ pub(super) fn error_response(
     response
 }
 
-fn invalid_input(message: &str) -> Response {
+pub(super) fn invalid_input(message: &str) -> Response {
     error_response(StatusCode::BAD_REQUEST, "InvalidInput", message, None)
 }
 
 /// Adds the headers every SP-API answer carries: a request id always, and the
-/// operation's rate on successes (the models list it only for 200).
+/// operation's rate on successes (the models list it only for 2xx).
 pub(super) fn decorate(operation: &Operation, response: &mut Response) {
     let headers = response.headers_mut();
     if !headers.contains_key("x-amzn-requestid")
@@ -239,7 +260,7 @@ pub(super) fn decorate(operation: &Operation, response: &mut Response) {
     {
         headers.insert(HeaderName::from_static("x-amzn-requestid"), id);
     }
-    if response.status() == StatusCode::OK
+    if response.status().is_success()
         && let Some(rate) = rate_header(operation)
     {
         response.headers_mut().insert(
@@ -251,14 +272,13 @@ pub(super) fn decorate(operation: &Operation, response: &mut Response) {
 
 fn rate_header(operation: &Operation) -> Option<&'static str> {
     let name = operation.sp_api_name()?;
-    USAGE_PLANS
-        .iter()
+    usage_plans()
         .find(|(op, ..)| *op == name)
         .map(|(.., header)| *header)
 }
 
 /// A UUID-shaped random id, like API Gateway's.
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     let mut rng = rand::rng();
     format!(
         "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
@@ -270,14 +290,14 @@ fn request_id() -> String {
     )
 }
 
-/// The page a request asks for, for fault matching: 1 without `NextToken`, the token's
-/// page otherwise, `None` for a garbled token.
-pub(super) fn page_of(query: Option<&str>) -> Option<u32> {
+/// The page a request asks for, for fault matching: 1 without the paging token
+/// (`parameter`), the token's page otherwise, `None` for a garbled token.
+pub(super) fn page_of(query: Option<&str>, parameter: &str) -> Option<u32> {
     #[derive(Deserialize)]
     struct PageOnly {
         page: u32,
     }
-    match Params::parse(query).one("NextToken") {
+    match Params::parse(query).one(parameter) {
         None => Some(1),
         Some(text) => token::decode::<PageOnly>(text).map(|t| t.page),
     }
@@ -306,8 +326,7 @@ struct Bucket {
 impl UsagePlans {
     pub(super) fn new(enabled: bool) -> Self {
         let now = Instant::now();
-        let buckets = USAGE_PLANS
-            .iter()
+        let buckets = usage_plans()
             .map(|&(op, rate, burst, _)| {
                 (
                     op,
@@ -534,10 +553,10 @@ impl OrdersFilter {
 }
 
 /// Query parameters, keeping repeats (`MarketplaceIds=A&MarketplaceIds=B`).
-struct Params(Vec<(String, String)>);
+pub(super) struct Params(Vec<(String, String)>);
 
 impl Params {
-    fn parse(query: Option<&str>) -> Self {
+    pub(super) fn parse(query: Option<&str>) -> Self {
         Self(
             url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
                 .into_owned()
@@ -546,15 +565,20 @@ impl Params {
     }
 
     /// The first non-empty value of `name`.
-    fn one(&self, name: &str) -> Option<&str> {
+    pub(super) fn one(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, v)| k == name && !v.is_empty())
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether any parameter other than `name` is present (even empty).
+    pub(super) fn has_other_than(&self, name: &str) -> bool {
+        self.0.iter().any(|(k, _)| k != name)
+    }
+
     /// All values of `name`, repeated keys and comma-separated lists alike.
-    fn list(&self, name: &str) -> Vec<String> {
+    pub(super) fn list(&self, name: &str) -> Vec<String> {
         self.0
             .iter()
             .filter(|(k, _)| k == name)
@@ -565,7 +589,7 @@ impl Params {
             .collect()
     }
 
-    fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
+    pub(super) fn date(&self, name: &str) -> Result<Option<DateTime<Utc>>, String> {
         self.one(name)
             .map(|text| {
                 parse_iso8601(text).ok_or_else(|| {
@@ -593,7 +617,7 @@ fn parse_iso8601(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// ISO 8601 UTC as Amazon writes it: `2026-11-20T10:15:00Z`.
-fn iso(at: DateTime<Utc>) -> String {
+pub(super) fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 

@@ -1,5 +1,23 @@
 //! Fault injection: a queue of planned misbehaviours (throttling, server errors, slow or
 //! truncated answers) that matching requests receive instead of the normal answer.
+//!
+//! Faults match by operation name: the SP-API `operationId`s (`getOrders`,
+//! `getMessagingActionsForOrder`, `createConfirmOrderDetails`, `createFeedDocument`,
+//! `createFeed`, `getFeed`, `getFeeds`, `getFeedDocument`, …), `uploadFeedDocument` and
+//! `downloadFeedDocument` (the presigned document URLs), `lwa.token`, and `chat.<kind>`
+//! for the chat receivers (`chat.slack`, `chat.teams`, `chat.discord`,
+//! `chat.google_chat`, `chat.webhook`).
+//!
+//! A fault with a status normally answers *instead of* the operation: nothing happens
+//! upstream. With [`Fault::after_effect`] the operation runs first — the message is
+//! recorded, the feed created, the chat post counted — and then the fault's answer
+//! replaces the real one (after the fault's delay, if any): "the upstream acted but the
+//! answer was lost", the case that makes a client retry something already done.
+//!
+//! Error bodies take the faulted upstream's shape: SP-API `{"errors":[…]}`, LWA
+//! `{"error",…}`, S3 `<Error>` XML for the document URLs, and each chat service's own
+//! (Slack plain text, Discord `{"message","retry_after","global"}` on 429, Google's
+//! `{"error":{"code","message","status"}}`, …).
 
 use std::time::Duration;
 
@@ -11,15 +29,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::Operation;
+use super::{Operation, chat, feeds};
 
 /// One planned fault. Matching requests consume `times`; the fault leaves the queue
 /// when it reaches zero.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fault {
-    /// `getOrders`, `getOrder`, `getOrderItems`, `lwa.token`, `chat.slack`, `chat.<kind>`,
-    /// or `*` for any operation.
+    /// An operation name (see the module docs: `getOrders`, `createFeed`, `lwa.token`,
+    /// `chat.discord`, …), or `*` for any operation.
     pub operation: String,
     /// Only this page: 1 = the request without `NextToken`, 2 = the request carrying the
     /// token from page 1, and so on (retries of a page are the same page).
@@ -36,6 +54,8 @@ pub struct Fault {
     pub malformed: bool,
     /// Wait this long before answering (alone: a slow but otherwise normal answer).
     pub delay_ms: Option<u64>,
+    /// Perform the operation, then answer with `status` anyway (needs a `status`).
+    pub after_effect: bool,
 }
 
 impl Default for Fault {
@@ -48,6 +68,7 @@ impl Default for Fault {
             retry_after: None,
             malformed: false,
             delay_ms: None,
+            after_effect: false,
         }
     }
 }
@@ -100,12 +121,24 @@ impl Fault {
         self
     }
 
-    /// Refuses what cannot be answered: unknown status codes.
+    /// The operation takes effect, then the fault's status is answered anyway: the
+    /// upstream acted but the answer was lost. E.g.
+    /// `Fault::status("createFeed", 500).after_effect()` creates the feed and answers 500.
+    pub fn after_effect(mut self) -> Self {
+        self.after_effect = true;
+        self
+    }
+
+    /// Refuses what cannot be answered: unknown status codes, an after-effect fault
+    /// without a status to answer.
     pub(super) fn check(&self) -> Result<(), String> {
         if let Some(status) = self.status
             && !(100..=599).contains(&status)
         {
             return Err(format!("fault status {status} is not an HTTP status"));
+        }
+        if self.after_effect && self.status.is_none_or(|s| s == 200) {
+            return Err("an after_effect fault needs a status other than 200".to_owned());
         }
         Ok(())
     }
@@ -155,24 +188,42 @@ impl FaultQueue {
 }
 
 /// Answers `req` as `fault` says, running the normal handler only when the fault needs
-/// its answer (delay alone, or malformed).
+/// its answer (delay alone, malformed) or its effect (after-effect).
 pub(super) async fn apply(
     fault: &Fault,
     operation: &Operation,
     req: Request,
     next: Next,
 ) -> Response {
+    let status = fault
+        .status
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(|s| *s != StatusCode::OK);
+    if fault.after_effect
+        && let Some(status) = status
+    {
+        // The operation happens; its answer is lost.
+        drop(next.run(req).await);
+        if let Some(ms) = fault.delay_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        return with_retry_after(fault, error_response(operation, status, fault));
+    }
     if let Some(ms) = fault.delay_ms {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
-    let mut response = if fault.malformed {
+    let response = if fault.malformed {
         truncate(next.run(req).await).await
     } else {
-        match fault.status.and_then(|s| StatusCode::from_u16(s).ok()) {
-            Some(status) if status != StatusCode::OK => error_response(operation, status),
-            _ => next.run(req).await,
+        match status {
+            Some(status) => error_response(operation, status, fault),
+            None => next.run(req).await,
         }
     };
+    with_retry_after(fault, response)
+}
+
+fn with_retry_after(fault: &Fault, mut response: Response) -> Response {
     if let Some(seconds) = fault.retry_after {
         response
             .headers_mut()
@@ -196,7 +247,7 @@ async fn truncate(response: Response) -> Response {
 }
 
 /// An error in the shape the faulted upstream uses.
-fn error_response(operation: &Operation, status: StatusCode) -> Response {
+fn error_response(operation: &Operation, status: StatusCode, fault: &Fault) -> Response {
     let code = status.as_u16();
     match operation {
         Operation::LwaToken => {
@@ -215,22 +266,8 @@ fn error_response(operation: &Operation, status: StatusCode) -> Response {
             )
                 .into_response()
         }
-        Operation::Chat(kind) if kind == "slack" => {
-            // Slack answers webhooks in plain text.
-            let text = match code {
-                429 => "rate_limited",
-                404 => "no_service",
-                403 => "invalid_token",
-                410 => "channel_is_archived",
-                500..=599 => "internal_error",
-                _ => "invalid_payload",
-            };
-            (status, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
-        }
-        Operation::Chat(_) => {
-            let reason = status.canonical_reason().unwrap_or("error");
-            (status, axum::Json(json!({"error": reason}))).into_response()
-        }
+        Operation::Chat(kind) => chat::fault_response(kind, status, fault.retry_after),
+        Operation::Storage(_) => feeds::storage_fault(status),
         // SP-API operations, and anything unknown under its paths.
         _ => {
             let (code, message) = match code {
@@ -282,6 +319,21 @@ mod tests {
         assert_eq!(fault.page, None);
         assert!(!fault.malformed);
         assert!(Fault::status("x", 1000).check().is_err());
+        assert!(
+            Fault::status("createFeed", 500)
+                .after_effect()
+                .check()
+                .is_ok()
+        );
+        assert!(
+            Fault::delay("createFeed", 5)
+                .after_effect()
+                .check()
+                .is_err()
+        );
+        let fault: Fault =
+            serde_json::from_str(r#"{"operation":"createFeed","status":503,"after_effect":true}"#)?;
+        assert!(fault.after_effect);
         Ok(())
     }
 }

@@ -23,13 +23,18 @@ const SECRET_FIELDS: [&str; 4] = [
     "x-amz-access-token",
 ];
 
+/// Query parameters masked besides [`SECRET_FIELDS`]: the presigned-URL signature and
+/// the Google Chat webhook's `key` and `token`.
+const SECRET_QUERY: [&str; 3] = ["x-amz-signature", "key", "token"];
+
 /// Headers whose values never reach the journal (their presence does).
-const SECRET_HEADERS: [&str; 5] = [
+const SECRET_HEADERS: [&str; 6] = [
     "x-amz-access-token",
     "authorization",
     "cookie",
     "x-amz-security-token",
     "proxy-authorization",
+    "x-nightdesk-signature",
 ];
 
 /// The mask written in place of a secret.
@@ -46,8 +51,9 @@ pub struct JournalEntry {
     pub path: String,
     /// The raw query string (secrets masked), without `?`; empty when none.
     pub query: String,
-    /// `getOrders`, `getOrder`, `getOrderItems`, `lwa.token`, `chat.slack`,
-    /// `chat.<kind>` or `unknown`.
+    /// The SP-API `operationId` (`getOrders`, `createConfirmOrderDetails`, `createFeed`,
+    /// …), `uploadFeedDocument` / `downloadFeedDocument` for the presigned document URLs,
+    /// `lwa.token`, `chat.<kind>` (`chat.slack`, `chat.webhook`, …) or `unknown`.
     pub operation: String,
     /// The status actually sent; 499 when the client went away before the answer.
     pub status: u16,
@@ -222,15 +228,17 @@ pub(super) fn query_text(query: Option<&str>) -> String {
     let Some(query) = query else {
         return String::new();
     };
-    let has_secret = url::form_urlencoded::parse(query.as_bytes())
-        .any(|(k, _)| SECRET_FIELDS.contains(&k.to_ascii_lowercase().as_str()));
+    let is_secret = |key: &str| {
+        let key = key.to_ascii_lowercase();
+        SECRET_FIELDS.contains(&key.as_str()) || SECRET_QUERY.contains(&key.as_str())
+    };
+    let has_secret = url::form_urlencoded::parse(query.as_bytes()).any(|(k, _)| is_secret(&k));
     if !has_secret {
         return query.to_owned();
     }
     let mut out = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
-        let secret = SECRET_FIELDS.contains(&k.to_ascii_lowercase().as_str());
-        out.append_pair(&k, if secret { MASK } else { &v });
+        out.append_pair(&k, if is_secret(&k) { MASK } else { &v });
     }
     out.finish()
 }
@@ -274,5 +282,16 @@ mod tests {
             "a=1&refresh_token=***"
         );
         assert_eq!(query_text(Some("MarketplaceIds=X")), "MarketplaceIds=X");
+        assert_eq!(
+            query_text(Some("X-Amz-Expires=300&X-Amz-Signature=abc")),
+            "X-Amz-Expires=300&X-Amz-Signature=***"
+        );
+        assert_eq!(query_text(Some("key=k&token=t")), "key=***&token=***");
+        let mut signed = HeaderMap::new();
+        signed.insert(
+            "x-nightdesk-signature",
+            HeaderValue::from_static("sha256=00"),
+        );
+        assert_eq!(headers_json(&signed)["x-nightdesk-signature"], MASK);
     }
 }

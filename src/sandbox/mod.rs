@@ -1,10 +1,13 @@
 //! The sandbox: local fakes of the upstream HTTP APIs — Login with Amazon, SP-API
-//! Orders v0 and chat webhooks — for `nightdesk sandbox`, `nightdesk demo` and the
-//! integration tests. It serves a [`Scenario`] on one listener, enforces the usage
-//! plans, journals every request, and injects [`Fault`]s on demand.
+//! Orders v0, Messaging v1 and Feeds 2021-06-30 (with the presigned document URLs),
+//! and the chat receivers (Slack, Teams, Discord, Google Chat, nightdesk's signed
+//! webhook) — for `nightdesk sandbox`, `nightdesk demo` and the integration tests. It
+//! serves a [`Scenario`] on one listener, enforces the usage plans, journals every
+//! request, and injects [`Fault`]s on demand.
 //!
-//! It is written from the published contracts (`specs/amazon/ordersV0.json`, research
-//! notes §1–2) on its own, and must never:
+//! It is written from the published contracts (`specs/amazon/ordersV0.json`,
+//! `messaging.json`, `feeds_2021-06-30.json`, research notes §1–4 and §7) on its own,
+//! and must never:
 //! - share request/response types or parsing code with the connectors (`crate::model`,
 //!   `crate::sources`, …): every JSON body is built here field by field, so a misreading
 //!   of a contract on one side is caught by the other. Only `crate::clock` is shared;
@@ -14,8 +17,10 @@
 mod amazon;
 mod chat;
 mod faults;
+mod feeds;
 mod journal;
 mod lwa;
+mod messaging;
 mod scenario;
 mod server;
 mod token;
@@ -37,7 +42,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 
 pub use faults::Fault;
+pub use feeds::{FeedStatus, SandboxFeed, SandboxRefund};
 pub use journal::{JournalEntry, MASK};
+pub use messaging::SentMessage;
 pub use scenario::{
     AmazonScenario, Amount, FulfillmentChannel, LwaCredentials, MARKETPLACE_CA, MARKETPLACE_US,
     OrderStatus, OrderType, Scenario, ScenarioItem, ScenarioOrder, When,
@@ -66,6 +73,9 @@ pub enum SandboxError {
     InvalidOrder { id: String, message: String },
 }
 
+/// The signed webhook receiver's key when none is configured. Obviously fake.
+pub const DEFAULT_WEBHOOK_SECRET: &str = "sandbox-webhook-secret-not-real";
+
 /// How to run a sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -73,6 +83,17 @@ pub struct SandboxOptions {
     /// Also append the journal to this file as JSON lines.
     pub journal_path: Option<PathBuf>,
     pub clock: SharedClock,
+}
+
+impl SandboxOptions {
+    /// `scenario` on `clock`, no journal file, the [`DEFAULT_WEBHOOK_SECRET`].
+    pub fn new(scenario: Scenario, clock: SharedClock) -> Self {
+        Self {
+            scenario,
+            journal_path: None,
+            clock,
+        }
+    }
 }
 
 /// The shipped scenario (`scenarios/default.yaml`, embedded at build time).
@@ -105,6 +126,7 @@ impl Sandbox {
             journal_path,
             clock,
         } = options;
+        let webhook_secret = DEFAULT_WEBHOOK_SECRET.to_owned();
         scenario
             .validate()
             .map_err(|message| SandboxError::Scenario {
@@ -125,6 +147,11 @@ impl Sandbox {
             amazon: Mutex::new(scenario.amazon),
             tokens: Mutex::new(HashMap::new()),
             faults: Mutex::new(faults::FaultQueue::default()),
+            messages: Mutex::new(Vec::new()),
+            feeds: Mutex::new(feeds::FeedStore::default()),
+            chat: Mutex::new(chat::ChatLog::default()),
+            webhook_secret,
+            base_url: base_url_of(addr),
             journal,
             clock,
         });
@@ -150,13 +177,7 @@ impl Sandbox {
 
     /// `http://127.0.0.1:PORT`, no trailing slash.
     pub fn base_url(&self) -> String {
-        let ip = match self.addr.ip() {
-            // A wildcard bind is reachable on loopback.
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+        self.shared.base_url.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -168,14 +189,54 @@ impl Sandbox {
         self.shared.journal.snapshot()
     }
 
-    /// The JSON bodies accepted (status 200) by the `kind` chat receiver, e.g. `slack`.
+    /// The JSON bodies the `kind` chat receiver accepted (`slack`, `teams`, `discord`,
+    /// `google_chat`, `webhook`, …), secrets masked as in the journal. A post counts when
+    /// the receiver took it, even if a fault then replaced the answer
+    /// ([`Fault::after_effect`]); repeated webhook deliveries (same `Idempotency-Key`)
+    /// count once.
     pub fn chat_posts(&self, kind: &str) -> Vec<serde_json::Value> {
-        let operation = format!("chat.{kind}");
-        self.journal()
-            .into_iter()
-            .filter(|e| e.operation == operation && e.status == 200 && !e.fault)
-            .map(|e| e.body)
+        lock(&self.shared.chat).posts(kind)
+    }
+
+    /// The unique deliveries to the signed webhook receiver, in arrival order:
+    /// `(Idempotency-Key, JSON body)`.
+    pub fn webhook_effects(&self) -> Vec<(String, serde_json::Value)> {
+        lock(&self.shared.chat).webhook_effects()
+    }
+
+    /// Messages accepted by the Messaging API, oldest first; all orders or one.
+    pub fn messages(&self, order_id: Option<&str>) -> Vec<SentMessage> {
+        lock(&self.shared.messages)
+            .iter()
+            .filter(|m| order_id.is_none_or(|id| m.order_id == id))
+            .cloned()
             .collect()
+    }
+
+    /// Every feed submitted with `createFeed`, oldest first. Feeds whose processing
+    /// delay has passed are processed first, as a `getFeed` would.
+    pub fn feeds(&self) -> Vec<SandboxFeed> {
+        feeds::settle(&self.shared);
+        lock(&self.shared.feeds).list()
+    }
+
+    /// Refunds applied by `POST_PAYMENT_ADJUSTMENT_DATA` feeds, oldest first; all
+    /// orders or one. Due feeds are processed first.
+    pub fn refunds(&self, order_id: Option<&str>) -> Vec<SandboxRefund> {
+        feeds::settle(&self.shared);
+        lock(&self.shared.feeds).refunds(order_id)
+    }
+
+    /// How long after `createdTime` (by the sandbox clock) a feed becomes `DONE`;
+    /// 30 seconds unless set. Applies to feeds not yet processed.
+    pub fn set_feed_processing_delay(&self, delay: Duration) {
+        lock(&self.shared.feeds).set_delay(delay);
+    }
+
+    /// Whether processing reports created from now on are stored GZIP-compressed
+    /// (`getFeedDocument` then says `"compressionAlgorithm": "GZIP"`). Off by default.
+    pub fn compress_reports(&self, compress: bool) {
+        lock(&self.shared.feeds).set_compress(compress);
     }
 
     /// Queues a fault. One with an impossible status (outside 100-599) is ignored.
@@ -205,8 +266,10 @@ impl Sandbox {
         lock(&self.shared.tokens).clear();
     }
 
-    /// The orders as the sandbox holds them now (times absolute).
+    /// The orders as the sandbox holds them now (times absolute), after processing any
+    /// feed that is due.
     pub fn orders(&self) -> Vec<ScenarioOrder> {
+        feeds::settle(&self.shared);
         lock(&self.shared.amazon).orders.clone()
     }
 
@@ -292,14 +355,27 @@ impl Drop for Sandbox {
 }
 
 /// State shared by the handlers.
+///
+/// Lock order, where two are held: `feeds` before `amazon`. Nothing locks `feeds` while
+/// holding `amazon`.
 struct Shared {
     clock: SharedClock,
+    /// `http://IP:PORT` of the listener, for the URLs the sandbox hands out.
+    base_url: String,
     /// Settings and orders, times pinned to absolute values.
     amazon: Mutex<AmazonScenario>,
     /// Issued access tokens and when they expire.
     tokens: Mutex<HashMap<String, DateTime<Utc>>>,
     plans: Mutex<amazon::UsagePlans>,
     faults: Mutex<faults::FaultQueue>,
+    /// Messages accepted by the Messaging API.
+    messages: Mutex<Vec<SentMessage>>,
+    /// Feed documents, feeds and the refunds they applied.
+    feeds: Mutex<feeds::FeedStore>,
+    /// Posts accepted by the chat receivers and the webhook's idempotency keys.
+    chat: Mutex<chat::ChatLog>,
+    /// The HMAC key of the signed webhook receiver.
+    webhook_secret: String,
     journal: journal::Journal,
 }
 
@@ -308,6 +384,16 @@ impl Shared {
     fn now(&self) -> DateTime<Utc> {
         whole_seconds(self.clock.now())
     }
+}
+
+/// `http://IP:PORT`; a wildcard bind is reachable on loopback.
+fn base_url_of(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 fn whole_seconds(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -322,9 +408,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What a request is, by method and path; names match the contract's operation ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Operation {
-    GetOrders,
-    GetOrder,
-    GetOrderItems,
+    /// An SP-API operation, by its contract `operationId` (`getOrders`,
+    /// `createConfirmOrderDetails`, `createFeed`, …).
+    SpApi(&'static str),
+    /// The presigned feed-document URLs: Amazon S3, not SP-API (`uploadFeedDocument`,
+    /// `downloadFeedDocument`).
+    Storage(&'static str),
     LwaToken,
     Chat(String),
     Unknown,
@@ -335,10 +424,24 @@ impl Operation {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         match (method, segments.as_slice()) {
             ("POST", ["auth", o2, "token"]) if o2.eq_ignore_ascii_case("o2") => Operation::LwaToken,
-            ("GET", ["orders", "v0", "orders"]) => Operation::GetOrders,
-            ("GET", ["orders", "v0", "orders", id]) if !id.is_empty() => Operation::GetOrder,
+            ("GET", ["orders", "v0", "orders"]) => Operation::SpApi(amazon::GET_ORDERS),
+            ("GET", ["orders", "v0", "orders", id]) if !id.is_empty() => {
+                Operation::SpApi(amazon::GET_ORDER)
+            }
             ("GET", ["orders", "v0", "orders", id, "orderItems"]) if !id.is_empty() => {
-                Operation::GetOrderItems
+                Operation::SpApi(amazon::GET_ORDER_ITEMS)
+            }
+            (_, ["messaging", "v1", "orders", id, rest @ ..]) if !id.is_empty() => {
+                messaging::classify(method, rest).map_or(Operation::Unknown, Operation::SpApi)
+            }
+            (_, ["feeds", "2021-06-30", rest @ ..]) => {
+                feeds::classify(method, rest).map_or(Operation::Unknown, Operation::SpApi)
+            }
+            ("PUT", ["_sandbox", "uploads", id]) if !id.is_empty() => {
+                Operation::Storage(feeds::UPLOAD_FEED_DOCUMENT)
+            }
+            ("GET", ["_sandbox", "documents", id]) if !id.is_empty() => {
+                Operation::Storage(feeds::DOWNLOAD_FEED_DOCUMENT)
             }
             ("POST", ["hooks", kind, rest @ ..])
                 if !kind.is_empty() && rest.iter().any(|s| !s.is_empty()) =>
@@ -351,24 +454,34 @@ impl Operation {
 
     fn name(&self) -> String {
         match self {
+            Operation::SpApi(name) | Operation::Storage(name) => (*name).to_owned(),
             Operation::LwaToken => "lwa.token".to_owned(),
             Operation::Chat(kind) => format!("chat.{kind}"),
             Operation::Unknown => "unknown".to_owned(),
-            other => other.sp_api_name().unwrap_or("unknown").to_owned(),
         }
     }
 
     fn sp_api_name(&self) -> Option<&'static str> {
         match self {
-            Operation::GetOrders => Some(amazon::GET_ORDERS),
-            Operation::GetOrder => Some(amazon::GET_ORDER),
-            Operation::GetOrderItems => Some(amazon::GET_ORDER_ITEMS),
+            Operation::SpApi(name) => Some(name),
             _ => None,
         }
     }
 
-    /// Operations with `NextToken` paging (faults can target a page).
-    fn is_paged(&self) -> bool {
-        matches!(self, Operation::GetOrders | Operation::GetOrderItems)
+    /// The query parameter carrying the paging token, for operations with paging
+    /// (faults can target a page).
+    fn paging_parameter(&self) -> Option<&'static str> {
+        match self.sp_api_name()? {
+            amazon::GET_ORDERS | amazon::GET_ORDER_ITEMS => Some("NextToken"),
+            feeds::GET_FEEDS => Some("nextToken"),
+            _ => None,
+        }
     }
+}
+
+/// Paths answered in the SP-API error shape when nothing else matches.
+fn is_sp_api_path(path: &str) -> bool {
+    ["/orders/", "/messaging/", "/feeds/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }

@@ -1,5 +1,7 @@
 //! The router, the front door every request passes (journal, faults, SP-API headers)
-//! and the `/_sandbox/*` control endpoints.
+//! and the `/_sandbox/*` control endpoints. `/_sandbox/uploads/*` and
+//! `/_sandbox/documents/*` are not control endpoints: they stand in for the presigned
+//! S3 URLs of feed documents and are journaled like any upstream call.
 
 use std::sync::Arc;
 
@@ -8,12 +10,14 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::journal::{self, JournalEntry, PendingEntry};
-use super::{Fault, Operation, Shared, amazon, chat, faults, lock, lwa};
+use super::{
+    Fault, Operation, Shared, amazon, chat, faults, feeds, is_sp_api_path, lock, lwa, messaging,
+};
 
 /// Bodies above this are refused (413); nothing the sandbox fakes sends more.
 const MAX_BODY: usize = 1 << 20;
@@ -29,7 +33,41 @@ pub(super) fn router(state: Arc<Shared>) -> Router {
             "/orders/v0/orders/{order_id}/orderItems",
             get(amazon::get_order_items),
         )
+        .route(
+            "/messaging/v1/orders/{order_id}",
+            get(messaging::get_actions),
+        )
+        .route(
+            "/messaging/v1/orders/{order_id}/attributes",
+            get(messaging::get_attributes),
+        )
+        .route(
+            "/messaging/v1/orders/{order_id}/messages/{message_type}",
+            post(messaging::create_message),
+        )
+        .route(
+            "/feeds/2021-06-30/documents",
+            post(feeds::create_feed_document),
+        )
+        .route(
+            "/feeds/2021-06-30/documents/{document_id}",
+            get(feeds::get_feed_document),
+        )
+        .route(
+            "/feeds/2021-06-30/feeds",
+            get(feeds::get_feeds).post(feeds::create_feed),
+        )
+        .route(
+            "/feeds/2021-06-30/feeds/{feed_id}",
+            get(feeds::get_feed).delete(feeds::cancel_feed),
+        )
+        .route("/_sandbox/uploads/{document_id}", put(feeds::upload))
+        .route("/_sandbox/documents/{document_id}", get(feeds::download))
         .route("/hooks/slack/{*path}", post(chat::slack))
+        .route("/hooks/teams/{*path}", post(chat::teams))
+        .route("/hooks/discord/{*path}", post(chat::discord))
+        .route("/hooks/google_chat/{*path}", post(chat::google_chat))
+        .route("/hooks/webhook/{*path}", post(chat::webhook))
         .route("/hooks/{kind}/{*path}", post(chat::generic))
         .route("/_sandbox/journal", get(journal_lines))
         .route(
@@ -45,11 +83,11 @@ pub(super) fn router(state: Arc<Shared>) -> Router {
 /// Journals the request, applies a matching fault, and adds the SP-API headers.
 async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
+    let operation = Operation::classify(req.method().as_str(), &path);
     // Control calls are not traffic under test: reading the journal must not change it.
-    if path.starts_with("/_sandbox/") {
+    if path.starts_with("/_sandbox/") && operation == Operation::Unknown {
         return next.run(req).await;
     }
-    let operation = Operation::classify(req.method().as_str(), &path);
     let query = req.uri().query().map(str::to_owned);
     let (parts, body) = req.into_parts();
     // In the journal from here on, even if the client hangs up mid-way.
@@ -79,10 +117,9 @@ async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) 
         }
     };
 
-    let page = if operation.is_paged() {
-        amazon::page_of(query.as_deref())
-    } else {
-        Some(1)
+    let page = match operation.paging_parameter() {
+        Some(parameter) => amazon::page_of(query.as_deref(), parameter),
+        None => Some(1),
     };
     let fault = lock(&state.faults).take(&operation.name(), page);
     pending.update(|e| {
@@ -94,7 +131,7 @@ async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) 
         Some(fault) => faults::apply(fault, &operation, req, next).await,
         None => next.run(req).await,
     };
-    if operation.sp_api_name().is_some() || path.starts_with("/orders/") {
+    if operation.sp_api_name().is_some() || is_sp_api_path(&path) {
         amazon::decorate(&operation, &mut response);
     }
     let status = response.status().as_u16();
@@ -111,7 +148,7 @@ async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) 
 
 async fn not_found(req: Request) -> Response {
     let what = format!("{} {}", req.method(), req.uri().path());
-    if req.uri().path().starts_with("/orders/") {
+    if is_sp_api_path(req.uri().path()) {
         return amazon::error_response(
             StatusCode::NOT_FOUND,
             "NotFound",

@@ -43,6 +43,19 @@ pub enum StoreError {
     Corrupt { what: String, reason: String },
     #[error("action {0} was taken over by another worker (stale lease); its result is discarded")]
     StaleLease(i64),
+    #[error("there is no action {0} in the outbox")]
+    NoSuchAction(i64),
+    #[error("action {id} is {state}; only held or unknown actions wait for a decision")]
+    NotDecidable { id: i64, state: String },
+}
+
+/// A person's decision about a held (or unknown) action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decide {
+    /// Perform it (for `unknown`: it was checked and had not happened).
+    Approve,
+    /// Never perform it.
+    Reject,
 }
 
 /// What one ingest stored.
@@ -70,6 +83,10 @@ pub struct ClaimedAction {
     pub attempt: i64,
     /// Fencing token: the completion must present it.
     pub fence: i64,
+    /// What earlier attempts recorded (feed ids, a send in flight), if anything.
+    pub progress: Option<serde_json::Value>,
+    /// Alerts of one channel and rule share a group.
+    pub group_key: Option<String>,
 }
 
 /// How an attempt ended.
@@ -93,6 +110,12 @@ pub enum Outcome {
     Held {
         reason: String,
     },
+    /// Not attempted now (quiet hours, an alert group's window, a feed still being
+    /// processed): due again at `at`, the attempt not counted.
+    Deferred {
+        at: DateTime<Utc>,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -103,6 +126,7 @@ impl Outcome {
             Outcome::Failed { .. } => "failed",
             Outcome::Unknown { .. } => "unknown",
             Outcome::Held { .. } => "held",
+            Outcome::Deferred { .. } => "planned",
         }
     }
 }
@@ -122,6 +146,11 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    /// The executor's checkpoint (feed ids, a send in flight).
+    pub progress: Option<serde_json::Value>,
+    /// Who approved or rejected it.
+    pub decided_by: Option<String>,
 }
 
 /// What one rule decided about one subject at one trigger.
@@ -228,6 +257,59 @@ pub trait Store: Send + Sync {
         limit: i64,
     ) -> Result<Vec<ClaimedAction>, StoreError>;
 
+    /// Claim the due actions of one alert group (to fold them into one message).
+    async fn claim_group(
+        &self,
+        owner: &str,
+        group_key: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: i64,
+    ) -> Result<Vec<ClaimedAction>, StoreError>;
+
+    /// Durably record an executor's checkpoint before or after an effect; rejected if
+    /// the fence is stale (the lease was taken over).
+    async fn save_progress(
+        &self,
+        claim: &ClaimedAction,
+        progress: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// The latest time a throttled alert of `channel` waits for (rows in `retry`): the
+    /// channel's Retry-After, which every alert to it honours.
+    async fn channel_retry_until(&self, channel: &str)
+    -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// When an alert of this group was last delivered.
+    async fn last_delivery(&self, group_key: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Approve or reject a held or unknown action, with an audit line naming `who`.
+    async fn decide(
+        &self,
+        id: i64,
+        decision: Decide,
+        who: &str,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxRow, StoreError>;
+
+    /// The outbox ids of `keys` that the outbox holds.
+    async fn outbox_ids(&self, keys: &[String]) -> Result<HashMap<String, i64>, StoreError>;
+
+    async fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError>;
+
+    /// Rows changed since `since`, and every row still held or unknown.
+    async fn outbox_changed_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<OutboxRow>, StoreError>;
+
+    /// Every poller's checkpoint: (source, watermark, when it last moved).
+    async fn checkpoints(&self) -> Result<Vec<(String, DateTime<Utc>, DateTime<Utc>)>, StoreError>;
+
+    /// Events about `subject`, oldest first.
+    async fn events_for(&self, subject: &str) -> Result<Vec<Event>, StoreError>;
+
     /// Record how an attempt ended, with its audit line; rejected if the fence is stale.
     async fn finish(
         &self,
@@ -258,6 +340,17 @@ pub async fn open_read_only(target: &StoreTarget) -> Result<std::sync::Arc<dyn S
         StoreTarget::Sqlite(path) => std::sync::Arc::new(SqliteStore::open_read_only(path).await?),
         StoreTarget::Postgres(url) => {
             std::sync::Arc::new(PostgresStore::connect_read_only(url.expose()).await?)
+        }
+    })
+}
+
+/// Open the configured store for a person's decisions beside a running daemon: writes
+/// allowed, no instance lock, no migrations.
+pub async fn open_shared(target: &StoreTarget) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match target {
+        StoreTarget::Sqlite(path) => std::sync::Arc::new(SqliteStore::open_shared(path).await?),
+        StoreTarget::Postgres(url) => {
+            std::sync::Arc::new(PostgresStore::connect(url.expose()).await?)
         }
     })
 }

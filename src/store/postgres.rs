@@ -61,8 +61,9 @@ sql_store!(
     claim_sql = "UPDATE outbox SET state = 'claimed', lease_owner = $1, lease_expires_at = $2, fence = fence + 1, attempts = attempts + 1, updated_at = $3
         WHERE id IN (
             SELECT id FROM outbox
-            WHERE (state IN ('planned', 'retry') AND next_attempt_at <= $3) OR (state = 'claimed' AND lease_expires_at < $3)
+            WHERE ((state IN ('planned', 'retry') AND next_attempt_at <= $3) OR (state = 'claimed' AND lease_expires_at < $3))
+              AND ($5 IS NULL OR group_key = $5)
             ORDER BY id LIMIT $4
             FOR UPDATE SKIP LOCKED)
-        RETURNING id, idempotency_key, rule, rule_version, subject, kind, payload, attempts, fence"
+        RETURNING id, idempotency_key, rule, rule_version, subject, kind, payload, attempts, fence, progress, group_key"
 );

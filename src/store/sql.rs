@@ -110,7 +110,7 @@ pub(super) fn assemble(
         .collect()
 }
 
-pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created_at, updated_at";
+pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, rule, rule_version, subject, kind, payload, state, attempts, last_error, created_at, updated_at, next_attempt_at, progress, decided_by";
 
 pub(super) type OutboxTuple = (
     i64,
@@ -125,7 +125,72 @@ pub(super) type OutboxTuple = (
     Option<String>,
     i64,
     i64,
+    i64,
+    Option<String>,
+    Option<String>,
 );
+
+/// Alerts of one channel and rule share a group: they are folded into one message.
+pub(super) fn group_key(action: &crate::model::PlannedAction) -> Option<String> {
+    match &action.request {
+        crate::model::ActionRequest::Alert { channel, .. } => {
+            Some(format!("{channel}|{}", action.rule))
+        }
+        _ => None,
+    }
+}
+
+/// What a claim returns (`RETURNING … progress, group_key` in both backends).
+pub(super) type ClaimTuple = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+);
+
+pub(super) fn claimed(rows: Vec<ClaimTuple>) -> Vec<super::ClaimedAction> {
+    let mut claimed: Vec<_> = rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                key,
+                rule,
+                rule_version,
+                subject,
+                kind,
+                payload,
+                attempt,
+                fence,
+                progress,
+                group_key,
+            )| {
+                super::ClaimedAction {
+                    id,
+                    idempotency_key: key,
+                    rule,
+                    rule_version,
+                    subject: crate::model::Subject::from_stored(subject),
+                    kind,
+                    payload,
+                    attempt,
+                    fence,
+                    progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
+                    group_key,
+                }
+            },
+        )
+        .collect();
+    claimed.sort_by_key(|c| c.id);
+    claimed
+}
 
 pub(super) fn outbox_row(
     (
@@ -141,6 +206,9 @@ pub(super) fn outbox_row(
         last_error,
         created,
         updated,
+        next_attempt,
+        progress,
+        decided_by,
     ): OutboxTuple,
 ) -> super::OutboxRow {
     super::OutboxRow {
@@ -156,6 +224,9 @@ pub(super) fn outbox_row(
         last_error,
         created_at: from_ms(created),
         updated_at: from_ms(updated),
+        next_attempt_at: from_ms(next_attempt),
+        progress: progress.and_then(|p| serde_json::from_str(&p).ok()),
+        decided_by,
     }
 }
 
@@ -190,6 +261,31 @@ pub(super) fn status_since(order: &Order, previous: Option<(&str, i64)>) -> Date
 
 macro_rules! sql_store {
     ($store:ty, backend = $backend:literal, claim_sql = $claim_sql:expr) => {
+        impl $store {
+            /// Claim due rows (of one alert group, if given) under a new lease and fence.
+            async fn claim(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease: chrono::Duration,
+                limit: i64,
+                group_key: Option<&str>,
+            ) -> Result<Vec<$crate::store::ClaimedAction>, $crate::store::StoreError> {
+                use $crate::store::to_ms;
+                let mut tx = self.write_tx().await?;
+                let rows: Vec<$crate::store::sql::ClaimTuple> = sqlx::query_as($claim_sql)
+                    .bind(owner)
+                    .bind(to_ms(now + lease))
+                    .bind(to_ms(now))
+                    .bind(limit)
+                    .bind(group_key)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok($crate::store::sql::claimed(rows))
+            }
+        }
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> &'static str {
@@ -427,8 +523,8 @@ macro_rules! sql_store {
                     };
                     let payload = serde_json::to_string(&action.request).map_err(|e| sql::corrupt("action", e))?;
                     let row: Option<(i64,)> = sqlx::query_as(
-                        "INSERT INTO outbox (idempotency_key, rule, rule_version, subject, kind, payload, state, next_attempt_at, created_at, updated_at, last_error)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9)
+                        "INSERT INTO outbox (idempotency_key, rule, rule_version, subject, kind, payload, state, next_attempt_at, created_at, updated_at, last_error, group_key)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8, $9, $10)
                          ON CONFLICT (idempotency_key) DO NOTHING
                          RETURNING id",
                     )
@@ -441,6 +537,7 @@ macro_rules! sql_store {
                     .bind(state)
                     .bind(to_ms(now))
                     .bind(action.hold.as_deref())
+                    .bind(sql::group_key(action))
                     .fetch_optional(&mut *tx)
                     .await?;
                     if let Some((id,)) = row {
@@ -507,35 +604,187 @@ macro_rules! sql_store {
                 lease: chrono::Duration,
                 limit: i64,
             ) -> Result<Vec<$crate::store::ClaimedAction>, $crate::store::StoreError> {
+                self.claim(owner, now, lease, limit, None).await
+            }
+
+            async fn claim_group(
+                &self,
+                owner: &str,
+                group_key: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease: chrono::Duration,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::ClaimedAction>, $crate::store::StoreError> {
+                self.claim(owner, now, lease, limit, Some(group_key)).await
+            }
+
+            async fn save_progress(
+                &self,
+                claim: &$crate::store::ClaimedAction,
+                progress: &serde_json::Value,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::to_ms;
                 let mut tx = self.write_tx().await?;
-                let rows: Vec<(i64, String, String, String, String, String, String, i64, i64)> =
-                    sqlx::query_as($claim_sql)
-                        .bind(owner)
-                        .bind(to_ms(now + lease))
-                        .bind(to_ms(now))
-                        .bind(limit)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                let updated = sqlx::query(
+                    "UPDATE outbox SET progress = $1, updated_at = $2 WHERE id = $3 AND fence = $4 AND state = 'claimed'",
+                )
+                .bind(progress.to_string())
+                .bind(to_ms(now))
+                .bind(claim.id)
+                .bind(claim.fence)
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::StaleLease(claim.id));
+                }
+                let detail = serde_json::json!({ "attempt": claim.attempt, "progress": progress });
+                sqlx::query("INSERT INTO audit (at, outbox_id, subject, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(to_ms(now))
+                    .bind(claim.id)
+                    .bind(claim.subject.as_str())
+                    .bind("progress")
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
                 tx.commit().await?;
-                let mut claimed: Vec<_> = rows
+                Ok(())
+            }
+
+            async fn channel_retry_until(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let row: (Option<i64>,) = sqlx::query_as(
+                    "SELECT MAX(next_attempt_at) FROM outbox WHERE state = 'retry' AND kind = 'alert' AND substr(group_key, 1, length($1)) = $1",
+                )
+                .bind(format!("{channel}|"))
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.0.map($crate::store::from_ms))
+            }
+
+            async fn last_delivery(&self, group_key: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let row: (Option<i64>,) = sqlx::query_as(
+                    "SELECT MAX(updated_at) FROM outbox WHERE group_key = $1 AND state = 'done'",
+                )
+                .bind(group_key)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row.0.map($crate::store::from_ms))
+            }
+
+            async fn decide(
+                &self,
+                id: i64,
+                decision: $crate::store::Decide,
+                who: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::OutboxRow, $crate::store::StoreError> {
+                use $crate::store::{Decide, to_ms};
+                let mut tx = self.write_tx().await?;
+                let current: Option<(String, String)> = sqlx::query_as("SELECT state, subject FROM outbox WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((state, subject)) = current else {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NoSuchAction(id));
+                };
+                if state != "held" && state != "unknown" {
+                    tx.rollback().await?;
+                    return Err($crate::store::StoreError::NotDecidable { id, state });
+                }
+                let (new_state, kind) = match decision {
+                    Decide::Approve => ("planned", "approved"),
+                    Decide::Reject => ("rejected", "rejected"),
+                };
+                // An approved `unknown` was checked by a person and found not done: its
+                // send marker is cleared so it is performed again.
+                sqlx::query(
+                    "UPDATE outbox SET state = $1, decided_by = $2, next_attempt_at = $3, updated_at = $3,
+                        progress = CASE WHEN $4 THEN NULL ELSE progress END
+                     WHERE id = $5",
+                )
+                .bind(new_state)
+                .bind(who)
+                .bind(to_ms(now))
+                .bind(state == "unknown" && matches!(decision, Decide::Approve))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                let detail = serde_json::json!({ "by": who, "was": state, "now": new_state });
+                sqlx::query("INSERT INTO audit (at, outbox_id, subject, kind, detail) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(to_ms(now))
+                    .bind(id)
+                    .bind(&subject)
+                    .bind(kind)
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let row: $crate::store::sql::OutboxTuple = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox WHERE id = $1",
+                    $crate::store::sql::OUTBOX_COLUMNS
+                )))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok($crate::store::sql::outbox_row(row))
+            }
+
+            async fn outbox_ids(&self, keys: &[String]) -> Result<std::collections::HashMap<String, i64>, $crate::store::StoreError> {
+                let mut found = std::collections::HashMap::new();
+                for chunk in keys.chunks($crate::store::sql::ID_CHUNK) {
+                    let sql = $crate::store::sql::in_list("SELECT idempotency_key, id FROM outbox WHERE idempotency_key IN", 1, chunk.len());
+                    let mut query = sqlx::query_as::<_, (String, i64)>(sqlx::AssertSqlSafe(sql));
+                    for key in chunk {
+                        query = query.bind(key);
+                    }
+                    found.extend(query.fetch_all(&self.pool).await?);
+                }
+                Ok(found)
+            }
+
+            async fn outbox_row(&self, id: i64) -> Result<Option<$crate::store::OutboxRow>, $crate::store::StoreError> {
+                let row: Option<$crate::store::sql::OutboxTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox WHERE id = $1",
+                    $crate::store::sql::OUTBOX_COLUMNS
+                )))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map($crate::store::sql::outbox_row))
+            }
+
+            async fn outbox_changed_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::store::OutboxRow>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::sql::OutboxTuple> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM outbox WHERE updated_at >= $1 OR state IN ('held', 'unknown') ORDER BY id",
+                    $crate::store::sql::OUTBOX_COLUMNS
+                )))
+                .bind($crate::store::to_ms(since))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map($crate::store::sql::outbox_row).collect())
+            }
+
+            async fn checkpoints(&self) -> Result<Vec<(String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>, $crate::store::StoreError> {
+                let rows: Vec<(String, i64, i64)> =
+                    sqlx::query_as("SELECT source, watermark, updated_at FROM checkpoints ORDER BY source")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
                     .into_iter()
-                    .map(|(id, key, rule, rule_version, subject, kind, payload, attempt, fence)| {
-                        $crate::store::ClaimedAction {
-                            id,
-                            idempotency_key: key,
-                            rule,
-                            rule_version,
-                            subject: $crate::model::Subject::from_stored(subject),
-                            kind,
-                            payload,
-                            attempt,
-                            fence,
-                        }
-                    })
-                    .collect();
-                claimed.sort_by_key(|c| c.id);
-                Ok(claimed)
+                    .map(|(source, watermark, updated)| (source, $crate::store::from_ms(watermark), $crate::store::from_ms(updated)))
+                    .collect())
+            }
+
+            async fn events_for(&self, subject: &str) -> Result<Vec<$crate::model::Event>, $crate::store::StoreError> {
+                let rows: Vec<(i64, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, subject, payload, at FROM events WHERE subject = $1 ORDER BY id",
+                )
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await?;
+                $crate::store::sql::events(rows)
             }
 
             async fn finish(
@@ -545,7 +794,26 @@ macro_rules! sql_store {
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<(), $crate::store::StoreError> {
                 use $crate::store::{Outcome, to_ms};
+                if let Outcome::Deferred { at, .. } = outcome {
+                    // Not an attempt: back to `planned` for later, the attempt uncounted, no
+                    // audit line (a flood of grouped alerts would drown the log).
+                    let updated = sqlx::query(
+                        "UPDATE outbox SET state = 'planned', next_attempt_at = $1, attempts = attempts - 1, lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
+                         WHERE id = $3 AND fence = $4 AND state = 'claimed'",
+                    )
+                    .bind(to_ms(*at))
+                    .bind(to_ms(now))
+                    .bind(claim.id)
+                    .bind(claim.fence)
+                    .execute(&self.pool)
+                    .await?;
+                    if updated.rows_affected() == 0 {
+                        return Err($crate::store::StoreError::StaleLease(claim.id));
+                    }
+                    return Ok(());
+                }
                 let (next_attempt, error, detail) = match outcome {
+                    Outcome::Deferred { .. } => return Ok(()),
                     Outcome::Done { detail } => (now, None, detail.clone()),
                     Outcome::Retry { at, error } => (*at, Some(error.as_str()), serde_json::json!({ "error": error, "next_attempt_at": at })),
                     Outcome::Failed { error } | Outcome::Unknown { error } | Outcome::Held { reason: error } => (now, Some(error.as_str()), serde_json::json!({ "error": error })),

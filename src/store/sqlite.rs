@@ -95,6 +95,35 @@ impl SqliteStore {
         })
     }
 
+    /// Open an existing database for a person's decisions (approve, reject) beside a
+    /// running daemon: read-write, without the instance lock and without migrations.
+    /// SQLite serialises the writes; the daemon picks the decision up at its next pass.
+    pub async fn open_shared(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                reason: "no such database".into(),
+            });
+        }
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(StoreError::Database)?
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await?;
+        let lock = lock_file(path)?;
+        Ok(Self {
+            pool,
+            path: path.to_owned(),
+            _lock: lock,
+        })
+    }
+
     /// Write transactions take the write lock up front, so two writers queue on
     /// `busy_timeout` instead of failing when a read lock cannot be upgraded.
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
@@ -126,7 +155,8 @@ sql_store!(
     claim_sql = "UPDATE outbox SET state = 'claimed', lease_owner = $1, lease_expires_at = $2, fence = fence + 1, attempts = attempts + 1, updated_at = $3
         WHERE id IN (
             SELECT id FROM outbox
-            WHERE (state IN ('planned', 'retry') AND next_attempt_at <= $3) OR (state = 'claimed' AND lease_expires_at < $3)
+            WHERE ((state IN ('planned', 'retry') AND next_attempt_at <= $3) OR (state = 'claimed' AND lease_expires_at < $3))
+              AND ($5 IS NULL OR group_key = $5)
             ORDER BY id LIMIT $4)
-        RETURNING id, idempotency_key, rule, rule_version, subject, kind, payload, attempts, fence"
+        RETURNING id, idempotency_key, rule, rule_version, subject, kind, payload, attempts, fence, progress, group_key"
 );

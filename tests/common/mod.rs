@@ -44,6 +44,8 @@ channels:
   ops:
     type: slack
     webhook_url: env:T_SLACK
+    # One message per alert here; the grouping tests set a window of their own.
+    group_window_seconds: 0
 ";
 
 pub struct Harness {
@@ -76,11 +78,7 @@ impl Harness {
             Err(e) => panic!("bind: {e}"),
         };
         let shared: SharedClock = Arc::new(clock.clone());
-        let options = SandboxOptions {
-            scenario: scenario.clone(),
-            journal_path: None,
-            clock: shared,
-        };
+        let options = SandboxOptions::new(scenario.clone(), shared);
         let sandbox = match Sandbox::start(listener, options).await {
             Ok(s) => s,
             Err(e) => panic!("sandbox: {e}"),

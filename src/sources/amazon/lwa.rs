@@ -23,6 +23,8 @@ const CREDENTIAL_ERRORS: &[&str] = &[
     "invalid_scope",
 ];
 
+/// `Debug` is not derived: the secrets stay out of every log line.
+#[derive(Clone)]
 pub struct LwaCredentials {
     pub client_id: String,
     pub client_secret: SecretString,

@@ -1,0 +1,238 @@
+//! The e-mail channel against a real SMTP server: aiosmtpd on loopback, delivering to a
+//! Maildir (`pip install aiosmtpd`; the test fails, saying so, when it is missing).
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nightdesk::channels::email::{EmailChannel, message_id};
+use nightdesk::channels::{Alert, AlertLine, Channel};
+use nightdesk::http::{Delivery, UpstreamError};
+use secrecy::SecretString;
+
+/// An aiosmtpd child process, killed when dropped.
+struct Smtpd {
+    child: Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+    log: PathBuf,
+    _log_dir: tempfile::TempDir,
+}
+
+impl Drop for Smtpd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Smtpd {
+    fn start() -> Self {
+        let import = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !import.is_ok_and(|s| s.success()) {
+            panic!("aiosmtpd missing: pip install aiosmtpd");
+        }
+        let maildir = tempfile::tempdir().expect("a maildir");
+        // Python's Maildir only makes its folders when the directory itself is missing.
+        for sub in ["new", "cur", "tmp"] {
+            std::fs::create_dir(maildir.path().join(sub)).expect("a maildir folder");
+        }
+        let log_dir = tempfile::tempdir().expect("a log dir");
+        let log = log_dir.path().join("smtpd.log");
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(File::create(&log).expect("a log file")))
+            .stderr(Stdio::from(
+                File::create(log.with_extension("err")).expect("a log file"),
+            ))
+            .spawn()
+            .expect("python3 runs");
+        let mut smtpd = Smtpd {
+            child,
+            port,
+            maildir,
+            log,
+            _log_dir: log_dir,
+        };
+        smtpd.wait_until_ready();
+        smtpd
+    }
+
+    fn wait_until_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("aiosmtpd exited ({status}): {}", self.logs());
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("aiosmtpd did not listen within 20s: {}", self.logs());
+    }
+
+    fn logs(&self) -> String {
+        let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+        format!(
+            "{}{}",
+            read(&self.log),
+            read(&self.log.with_extension("err"))
+        )
+    }
+
+    /// The messages delivered so far, as file paths.
+    fn delivered(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.maildir.path().join("new"))
+            .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default()
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// The headers and decoded body of a message, read by Python's own e-mail parser.
+fn parse(path: &Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import email, email.policy, json, sys
+with open(sys.argv[1], "rb") as f:
+    m = email.message_from_binary_file(f, policy=email.policy.default)
+names = ["From", "To", "Subject", "Auto-Submitted", "X-Nightdesk-Key", "Message-ID", "X-RcptTo", "Date"]
+out = {n: (str(m[n]) if m[n] is not None else None) for n in names}
+out["content_type"] = m.get_content_type()
+out["charset"] = m.get_content_charset()
+out["body"] = m.get_content()
+print(json.dumps(out))
+"#;
+    let output = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON from the parser")
+}
+
+fn group() -> Alert {
+    let mut alert = Alert::single(
+        "late_shipment",
+        "order:amazon/113-1",
+        "Order 113-1 ships late — tell the buyer",
+        "late_shipment|order:amazon/113-1|alert|9f2c",
+    );
+    alert.total = 40;
+    for i in 2..=3 {
+        alert.lines.push(AlertLine {
+            subject: format!("order:amazon/113-{i}"),
+            text: format!("Order 113-{i} ships late"),
+        });
+    }
+    alert
+}
+
+#[tokio::test]
+async fn the_email_channel_delivers_a_grouped_alert_as_one_plain_text_mail() {
+    let smtpd = Smtpd::start();
+    let url = SecretString::from(format!("smtp://127.0.0.1:{}", smtpd.port));
+    let to = [
+        "ops@shop.example".to_owned(),
+        "Owner <owner@shop.example>".to_owned(),
+    ];
+    let channel = EmailChannel::new(&url, "nightdesk <alerts@shop.example>", &to)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let alert = group();
+
+    let receipt = channel
+        .send(&alert)
+        .await
+        .unwrap_or_else(|e| panic!("{e}; server log: {}", smtpd.logs()));
+    assert!(
+        receipt["smtp"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("250")),
+        "{receipt}"
+    );
+    assert_eq!(receipt["message_id"], message_id(&alert.key));
+
+    let delivered = smtpd.delivered();
+    assert_eq!(delivered.len(), 1, "{delivered:?}; {}", smtpd.logs());
+    let raw = std::fs::read_to_string(&delivered[0]).expect("the message");
+    assert!(raw.contains("Auto-Submitted: auto-generated"), "{raw}");
+
+    let mail = parse(&delivered[0]);
+    assert_eq!(mail["From"], "nightdesk <alerts@shop.example>", "{mail}");
+    assert_eq!(
+        mail["To"], "ops@shop.example, Owner <owner@shop.example>",
+        "{mail}"
+    );
+    assert_eq!(
+        mail["Subject"], "[nightdesk] 40 alerts from rule late_shipment",
+        "{mail}"
+    );
+    assert_eq!(mail["Auto-Submitted"], "auto-generated", "{mail}");
+    assert_eq!(mail["X-Nightdesk-Key"], alert.key.as_str(), "{mail}");
+    assert_eq!(
+        mail["Message-ID"],
+        message_id(&alert.key).as_str(),
+        "{mail}"
+    );
+    let rcpt = mail["X-RcptTo"].as_str().unwrap_or_default();
+    assert!(
+        rcpt.contains("ops@shop.example") && rcpt.contains("owner@shop.example"),
+        "{mail}"
+    );
+    assert!(mail["Date"].is_string(), "{mail}");
+    assert_eq!(mail["content_type"], "text/plain", "{mail}");
+    assert_eq!(mail["charset"], "utf-8", "{mail}");
+    let body = mail["body"].as_str().unwrap_or_default();
+    assert_eq!(
+        body.replace("\r\n", "\n").trim_end(),
+        alert.plain_text(),
+        "{mail}"
+    );
+    assert!(body.contains("… and 37 more"), "{body}");
+}
+
+#[tokio::test]
+async fn the_email_channel_reports_a_closed_port_as_retryable_without_the_password() {
+    let port = free_port(); // bound and released: nothing listens there now
+    let url = SecretString::from(format!("smtp://nightdesk:canary-pass-123@127.0.0.1:{port}"));
+    let channel = EmailChannel::new(&url, "alerts@shop.example", &["ops@shop.example".into()])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let error = match channel.send(&group()).await {
+        Ok(receipt) => panic!("sent to a closed port: {receipt}"),
+        Err(error) => error,
+    };
+    assert!(error.is_retryable(), "{error}");
+    assert!(
+        matches!(
+            error,
+            UpstreamError::Transport {
+                delivered: Delivery::NotSent,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = format!("{error} {error:?} {channel:?}");
+    assert!(!text.contains("canary-pass-123"), "{text}");
+}
