@@ -71,22 +71,21 @@ impl SqliteStore {
     /// Open an existing database read-only, without the instance lock: for `replay`
     /// and reports beside a running daemon. Every write fails.
     pub async fn open_read_only(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::Open {
-                path: path.display().to_string(),
-                reason: "no such database".into(),
-            });
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(StoreError::Database)?
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(Duration::from_secs(10));
+        let options = existing(path)?.read_only(true);
+        Self::beside_daemon(path, options, 2).await
+    }
+
+    /// A pool on an existing database, without taking the instance lock (the lock file
+    /// is opened, not locked: the daemon keeps it).
+    async fn beside_daemon(
+        path: &Path,
+        options: SqliteConnectOptions,
+        connections: u32,
+    ) -> Result<Self, StoreError> {
         let pool = SqlitePoolOptions::new()
-            .max_connections(2)
+            .max_connections(connections)
             .connect_with(options)
             .await?;
-        // The lock file is opened but not locked: the daemon keeps its instance lock.
         let lock = lock_file(path)?;
         Ok(Self {
             pool,
@@ -99,29 +98,11 @@ impl SqliteStore {
     /// running daemon: read-write, without the instance lock and without migrations.
     /// SQLite serialises the writes; the daemon picks the decision up at its next pass.
     pub async fn open_shared(path: &Path) -> Result<Self, StoreError> {
-        if !path.exists() {
-            return Err(StoreError::Open {
-                path: path.display().to_string(),
-                reason: "no such database".into(),
-            });
-        }
-        let options = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(StoreError::Database)?
-            .filename(path)
+        let options = existing(path)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options)
-            .await?;
-        let lock = lock_file(path)?;
-        Ok(Self {
-            pool,
-            path: path.to_owned(),
-            _lock: lock,
-        })
+            .foreign_keys(true);
+        Self::beside_daemon(path, options, 1).await
     }
 
     /// Write transactions take the write lock up front, so two writers queue on
@@ -133,6 +114,20 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Options for a database that must already exist (nothing is created beside a daemon).
+fn existing(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: path.display().to_string(),
+            reason: "no such database".into(),
+        });
+    }
+    Ok(SqliteConnectOptions::from_str("sqlite://")
+        .map_err(StoreError::Database)?
+        .filename(path)
+        .busy_timeout(Duration::from_secs(10)))
 }
 
 /// `<db>.lock`, beside the database, opened (created if missing) but not yet locked.
