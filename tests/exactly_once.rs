@@ -250,6 +250,9 @@ async fn a_crash_after_a_buyer_message_was_sent_makes_it_unknown_and_alerted_nev
 async fn a_lease_that_expires_under_a_live_worker_gives_one_effect_and_rejects_its_completion() {
     let scenario = default_scenario().unwrap_or_else(|e| panic!("{e}"));
     for h in harnesses(&scenario).await {
+        // No failpoint here, but the scenario lock keeps the other tests' failpoints
+        // (process-wide under `cargo test`) away from this one.
+        let fp = fail::FailScenario::setup();
         let alert = ActionRequest::Alert {
             channel: "ops".into(),
             text: "slow worker".into(),
@@ -284,5 +287,6 @@ async fn a_lease_that_expires_under_a_live_worker_gives_one_effect_and_rejects_i
             h.label()
         );
         assert_eq!(state(&h, "r|s").await, "done");
+        fp.teardown();
     }
 }
