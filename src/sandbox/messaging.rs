@@ -216,7 +216,7 @@ pub(super) async fn get_actions(
         GET_MESSAGING_ACTIONS,
     ) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let base = format!("/messaging/v1/orders/{order_id}");
     let query = format!("?marketplaceIds={marketplace}");
@@ -266,7 +266,7 @@ pub(super) async fn get_attributes(
         Ok((_, marketplace)) => {
             Json(json!({"buyer": {"locale": locale(&marketplace)}})).into_response()
         }
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
@@ -294,7 +294,7 @@ pub(super) async fn create_message(
         kind.operation,
     ) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let (text, attachments) = match read_body(kind, &body) {
         Ok(found) => found,
@@ -319,33 +319,34 @@ pub(super) async fn create_message(
     (StatusCode::CREATED, Json(json!({}))).into_response()
 }
 
-/// Authorizes the call, reads `marketplaceIds` and finds the order in it.
+/// Authorizes the call, reads `marketplaceIds` and finds the order in it; else the
+/// answer refusing the call (boxed: a `Response` is large).
 fn find_order(
     state: &Shared,
     headers: &HeaderMap,
     query: Option<&str>,
     order_id: &str,
     operation: &'static str,
-) -> Result<(ScenarioOrder, String), Response> {
+) -> Result<(ScenarioOrder, String), Box<Response>> {
     if let Some(refused) = amazon::refusal(state, headers, operation) {
-        return Err(refused);
+        return Err(Box::new(refused));
     }
     let marketplaces = Params::parse(query).list("marketplaceIds");
     let marketplace = match marketplaces.as_slice() {
         [one] => one.clone(),
         [] => {
-            return Err(amazon::invalid_input(
+            return Err(Box::new(amazon::invalid_input(
                 "Missing required parameter: marketplaceIds.",
-            ));
+            )));
         }
         _ => {
-            return Err(amazon::invalid_input(
+            return Err(Box::new(amazon::invalid_input(
                 "marketplaceIds accepts exactly one marketplace.",
-            ));
+            )));
         }
     };
     if let Some(bad) = amazon::bad_order_id(order_id) {
-        return Err(bad);
+        return Err(Box::new(bad));
     }
     // A feed that is due may have canceled the order.
     feeds::settle(state);
@@ -356,12 +357,12 @@ fn find_order(
         .find(|o| o.id == order_id && o.marketplace == marketplace)
     {
         Some(order) => Ok((order.clone(), marketplace)),
-        None => Err(amazon::error_response(
+        None => Err(Box::new(amazon::error_response(
             StatusCode::NOT_FOUND,
             "NotFound",
             &format!("Order {order_id} was not found in marketplace {marketplace}."),
             None,
-        )),
+        ))),
     }
 }
 

@@ -76,13 +76,16 @@ pub enum SandboxError {
 /// The signed webhook receiver's key when none is configured. Obviously fake.
 pub const DEFAULT_WEBHOOK_SECRET: &str = "sandbox-webhook-secret-not-real";
 
-/// How to run a sandbox.
-#[derive(Debug, Clone)]
+/// How to run a sandbox. Build it with [`SandboxOptions::new`] and set fields after.
+#[derive(Clone)]
 pub struct SandboxOptions {
     pub scenario: Scenario,
     /// Also append the journal to this file as JSON lines.
     pub journal_path: Option<PathBuf>,
     pub clock: SharedClock,
+    /// The HMAC-SHA256 key the signed webhook receiver (`/hooks/webhook/…`) checks
+    /// `X-Nightdesk-Signature` with.
+    pub webhook_secret: String,
 }
 
 impl SandboxOptions {
@@ -92,7 +95,20 @@ impl SandboxOptions {
             scenario,
             journal_path: None,
             clock,
+            webhook_secret: DEFAULT_WEBHOOK_SECRET.to_owned(),
         }
+    }
+}
+
+// By hand: the webhook secret has no place in logs.
+impl std::fmt::Debug for SandboxOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxOptions")
+            .field("scenario", &self.scenario)
+            .field("journal_path", &self.journal_path)
+            .field("clock", &self.clock)
+            .field("webhook_secret", &MASK)
+            .finish()
     }
 }
 
@@ -125,8 +141,8 @@ impl Sandbox {
             mut scenario,
             journal_path,
             clock,
+            webhook_secret,
         } = options;
-        let webhook_secret = DEFAULT_WEBHOOK_SECRET.to_owned();
         scenario
             .validate()
             .map_err(|message| SandboxError::Scenario {
