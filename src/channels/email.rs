@@ -287,7 +287,7 @@ mod tests {
                 "Owner <owner@shop.example>".into(),
             ],
         )
-        .expect("a channel")
+        .unwrap_or_else(|e| panic!("a channel: {e:?}"))
     }
 
     fn group() -> Alert {
@@ -308,7 +308,9 @@ mod tests {
     }
 
     fn formatted(alert: &Alert) -> String {
-        let message = channel().message(alert).expect("a message");
+        let message = channel()
+            .message(alert)
+            .unwrap_or_else(|e| panic!("a message: {e:?}"));
         String::from_utf8_lossy(&message.formatted()).into_owned()
     }
 
@@ -362,7 +364,9 @@ mod tests {
             id.starts_with('<') && id.ends_with("@nightdesk>") && id.len() == 32 + 12,
             "{id}"
         );
-        let message = channel().message(&alert).expect("a message");
+        let message = channel()
+            .message(&alert)
+            .unwrap_or_else(|e| panic!("a message: {e:?}"));
         assert_eq!(message.envelope().to().len(), 2);
     }
 
@@ -402,7 +406,8 @@ mod tests {
         assert!(EmailChannel::new(&url, "not an address", &to).is_err());
         assert!(EmailChannel::new(&url, "a@b.example", &[]).is_err());
         let url = secret("smtp://user:canary%40pass@smtp.example:587?tls=required");
-        let channel = EmailChannel::new(&url, "a@b.example", &to).expect("a channel");
+        let channel = EmailChannel::new(&url, "a@b.example", &to)
+            .unwrap_or_else(|e| panic!("a channel: {e:?}"));
         assert_eq!(
             channel.scrub("x canary@pass y canary%40pass"),
             "x [redacted] y [redacted]"
@@ -412,8 +417,8 @@ mod tests {
     #[test]
     fn debug_does_not_show_the_url() {
         let url = secret("smtps://user:canary-pass-123@smtp.example:465");
-        let channel =
-            EmailChannel::new(&url, "a@b.example", &["c@d.example".into()]).expect("a channel");
+        let channel = EmailChannel::new(&url, "a@b.example", &["c@d.example".into()])
+            .unwrap_or_else(|e| panic!("a channel: {e:?}"));
         let debug = format!("{channel:?}");
         assert!(
             !debug.contains("canary") && !debug.contains("smtp.example"),
@@ -424,14 +429,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_port_is_a_retryable_error_before_sending() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e:?}"));
+        let port = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("addr: {e:?}"))
+            .port();
         drop(listener);
         let url = secret(&format!(
             "smtp://nightdesk:canary-pass-123@127.0.0.1:{port}"
         ));
-        let channel =
-            EmailChannel::new(&url, "a@b.example", &["c@d.example".into()]).expect("a channel");
+        let channel = EmailChannel::new(&url, "a@b.example", &["c@d.example".into()])
+            .unwrap_or_else(|e| panic!("a channel: {e:?}"));
         let error = channel.send(&group()).await.err();
         let text = format!(
             "{} {error:?}",

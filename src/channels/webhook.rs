@@ -280,7 +280,7 @@ pub(crate) mod loopback {
         }
 
         pub fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).expect("a JSON body")
+            serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("a JSON body: {e:?}"))
         }
     }
 
@@ -305,8 +305,10 @@ pub(crate) mod loopback {
             });
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
-                .expect("bind loopback");
-            let addr = listener.local_addr().expect("local addr");
+                .unwrap_or_else(|e| panic!("bind loopback: {e:?}"));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("local addr: {e:?}"));
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });
@@ -327,8 +329,11 @@ pub(crate) mod loopback {
 
     /// A URL on a loopback port nothing listens on.
     pub fn closed_url(path: &str) -> String {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-        let addr = listener.local_addr().expect("local addr");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| panic!("bind loopback: {e:?}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("local addr: {e:?}"));
         drop(listener);
         format!("http://{addr}{path}")
     }
@@ -354,12 +359,16 @@ pub(crate) mod loopback {
                 body: body.to_vec(),
             });
         let respond = shared.respond;
-        let status = StatusCode::from_u16(respond.status).expect("a status");
+        let status =
+            StatusCode::from_u16(respond.status).unwrap_or_else(|e| panic!("a status: {e:?}"));
         let mut response = (status, respond.body).into_response();
         for (name, value) in respond.headers {
-            response
-                .headers_mut()
-                .insert(name, value.parse().expect("a header value"));
+            response.headers_mut().insert(
+                name,
+                value
+                    .parse()
+                    .unwrap_or_else(|e| panic!("a header value: {e:?}")),
+            );
         }
         response
     }
@@ -416,7 +425,8 @@ mod tests {
         let Ok(expected) = hex::decode(hex_mac) else {
             return false;
         };
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .unwrap_or_else(|e| panic!("hmac key: {e:?}"));
         mac.update(timestamp.as_bytes());
         mac.update(b".");
         mac.update(body);
@@ -426,8 +436,8 @@ mod tests {
     #[test]
     fn a_single_alert_body() {
         let alert = Alert::single("r", "order:amazon/1", "hello", "k1");
-        let body: serde_json::Value =
-            serde_json::from_slice(&WebhookChannel::body(&alert, at())).expect("json");
+        let body: serde_json::Value = serde_json::from_slice(&WebhookChannel::body(&alert, at()))
+            .unwrap_or_else(|e| panic!("json: {e:?}"));
         assert_eq!(
             body,
             json!({
@@ -443,7 +453,8 @@ mod tests {
         let bytes = WebhookChannel::body(&group(), at());
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.starts_with(r#"{"rule":"late","key":"#), "{text}");
-        let body: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+        let body: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("json: {e:?}"));
         assert_eq!(body["total"], 40);
         assert_eq!(body["more"], 37);
         assert_eq!(body["alerts"].as_array().map(Vec::len), Some(3));

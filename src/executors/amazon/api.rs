@@ -474,12 +474,17 @@ pub(crate) mod fake {
                 .with_state(fake.state.clone());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
-                .expect("bind loopback");
-            let addr = listener.local_addr().expect("local addr");
+                .unwrap_or_else(|e| panic!("bind loopback: {e:?}"));
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|e| panic!("local addr: {e:?}"));
             tokio::spawn(async move {
                 let _ = axum::serve(listener, app).await;
             });
-            fake.base = Some(Url::parse(&format!("http://{addr}/")).expect("base url"));
+            fake.base = Some(
+                Url::parse(&format!("http://{addr}/"))
+                    .unwrap_or_else(|e| panic!("base url: {e:?}")),
+            );
             fake
         }
 
@@ -524,11 +529,16 @@ pub(crate) mod fake {
 
         /// An `SpApi` on this fake with fast retries.
         pub fn api(&self) -> Arc<SpApi> {
-            let base = self.base.clone().expect("started");
-            let http = crate::http::client("nightdesk-test").expect("client");
+            let base = self
+                .base
+                .clone()
+                .unwrap_or_else(|| panic!("the fake was not started"));
+            let http =
+                crate::http::client("nightdesk-test").unwrap_or_else(|e| panic!("client: {e:?}"));
             let lwa = LwaClient::new(
                 http.clone(),
-                base.join("/auth/o2/token").expect("lwa url"),
+                base.join("/auth/o2/token")
+                    .unwrap_or_else(|e| panic!("lwa url: {e:?}")),
                 LwaCredentials {
                     client_id: "amzn1.application-oa2-client.test".into(),
                     client_secret: "client-secret".to_owned().into(),
@@ -614,10 +624,11 @@ mod tests {
     #[test]
     fn urls_encode_each_segment_and_drop_the_base_path() {
         let http = reqwest::Client::new();
-        let base = Url::parse("https://sellingpartnerapi-na.amazon.com/ignored?x=1").unwrap();
+        let base = Url::parse("https://sellingpartnerapi-na.amazon.com/ignored?x=1")
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let lwa = LwaClient::new(
             http.clone(),
-            Url::parse("https://api.amazon.com/auth/o2/token").unwrap(),
+            Url::parse("https://api.amazon.com/auth/o2/token").unwrap_or_else(|e| panic!("{e:?}")),
             crate::sources::amazon::lwa::LwaCredentials {
                 client_id: "id".into(),
                 client_secret: "s".to_owned().into(),
@@ -629,7 +640,7 @@ mod tests {
         let api = SpApi::new(http, base, lwa, RetryPolicy::fast());
         let url = api
             .url(&["feeds", "2021-06-30", "feeds", "a/b?c#d"])
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             url.as_str(),
             "https://sellingpartnerapi-na.amazon.com/feeds/2021-06-30/feeds/a%2Fb%3Fc%23d"
@@ -639,7 +650,10 @@ mod tests {
     #[test]
     fn error_summaries_keep_code_message_and_request_id() {
         let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID_HEADER, "abc-123".parse().unwrap());
+        headers.insert(
+            REQUEST_ID_HEADER,
+            "abc-123".parse().unwrap_or_else(|e| panic!("{e:?}")),
+        );
         let reply = Reply {
             status: StatusCode::BAD_REQUEST,
             headers,
@@ -658,7 +672,7 @@ mod tests {
             <Message>The request signature we calculated does not match</Message>\
             <StringToSign>AWS4-HMAC-SHA256 secret-ish</StringToSign>\
             <SignatureProvided>deadbeef</SignatureProvided></Error>";
-        let fields = storage_error_fields(body).unwrap();
+        let fields = storage_error_fields(body).unwrap_or_else(|| panic!("expected a value"));
         assert_eq!(
             fields,
             "SignatureDoesNotMatch: The request signature we calculated does not match"
@@ -695,7 +709,7 @@ mod tests {
             ],
         );
         let api = fake.api();
-        let url = api.url(&["x"]).unwrap();
+        let url = api.url(&["x"]).unwrap_or_else(|e| panic!("{e:?}"));
         let first: Result<serde_json::Value, _> = api.get_json(&READ, &url, &[]).await;
         let Err(error) = first else {
             panic!("{first:?}")

@@ -491,25 +491,36 @@ mod tests {
         let mut attrs: Vec<(String, String)> = Vec::new();
         let mut out = Vec::new();
         loop {
-            match reader.read_event().unwrap() {
+            match reader.read_event().unwrap_or_else(|e| panic!("{e:?}")) {
                 Event::Start(s) => {
-                    path.push(String::from_utf8(s.name().as_ref().to_vec()).unwrap());
+                    path.push(
+                        String::from_utf8(s.name().as_ref().to_vec())
+                            .unwrap_or_else(|e| panic!("{e:?}")),
+                    );
                     text.clear();
                     attrs = s
                         .attributes()
                         .map(|a| {
-                            let a = a.unwrap();
+                            let a = a.unwrap_or_else(|e| panic!("{e:?}"));
                             (
-                                String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
-                                a.unescape_value().unwrap().into_owned(),
+                                String::from_utf8(a.key.as_ref().to_vec())
+                                    .unwrap_or_else(|e| panic!("{e:?}")),
+                                a.unescape_value()
+                                    .unwrap_or_else(|e| panic!("{e:?}"))
+                                    .into_owned(),
                             )
                         })
                         .collect();
                 }
-                Event::Text(t) => text.push_str(&t.xml10_content().unwrap()),
+                Event::Text(t) => {
+                    text.push_str(&t.xml10_content().unwrap_or_else(|e| panic!("{e:?}")))
+                }
                 Event::GeneralRef(r) => {
-                    let name = r.decode().unwrap();
-                    text.push_str(quick_xml::escape::resolve_predefined_entity(&name).unwrap());
+                    let name = r.decode().unwrap_or_else(|e| panic!("{e:?}"));
+                    text.push_str(
+                        quick_xml::escape::resolve_predefined_entity(&name)
+                            .unwrap_or_else(|| panic!("expected a value")),
+                    );
                 }
                 Event::End(_) => {
                     if !text.trim().is_empty() {
@@ -553,7 +564,7 @@ mod tests {
                 },
             ],
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"));
         assert!(xml.contains("M&amp;&lt;1&gt;"), "{xml}");
         assert!(!xml.contains("<222>"));
@@ -609,7 +620,7 @@ mod tests {
             amazon_order_item_code: String,
             cancel_reason: String,
         }
-        let envelope: Envelope = quick_xml::de::from_str(&xml).unwrap();
+        let envelope: Envelope = quick_xml::de::from_str(&xml).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(envelope.header.merchant_identifier, "M&<1>");
         assert_eq!(envelope.message_type, "OrderAcknowledgement");
         assert_eq!(envelope.message.message_id, 1);
@@ -652,7 +663,7 @@ mod tests {
                 },
             ],
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         let m = "AmazonEnvelope/Message/OrderAdjustment";
         let i = format!("{m}/AdjustedItem");
         let c = format!("{i}/ItemPriceAdjustments/Component");
@@ -844,7 +855,7 @@ mod tests {
 
     #[test]
     fn a_success_report_parses() {
-        let report = parse_processing_report(SUCCESS).unwrap();
+        let report = parse_processing_report(SUCCESS).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             report,
             ProcessingReport {
@@ -861,7 +872,7 @@ mod tests {
 
     #[test]
     fn an_error_report_keeps_both_results() {
-        let report = parse_processing_report(ERRORS).unwrap();
+        let report = parse_processing_report(ERRORS).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(report.processed, 2);
         assert_eq!(report.successful, 0);
         assert_eq!(report.with_error, 2);
@@ -918,7 +929,7 @@ mod tests {
                 reason: "NoInventory".into(),
             }],
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(parse_processing_report(&feed).is_err());
     }
 }

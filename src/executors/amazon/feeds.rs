@@ -460,8 +460,10 @@ mod tests {
 
     fn gzip(text: &str) -> Vec<u8> {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        encoder.write_all(text.as_bytes()).unwrap();
-        encoder.finish().unwrap()
+        encoder
+            .write_all(text.as_bytes())
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        encoder.finish().unwrap_or_else(|e| panic!("{e:?}"))
     }
 
     #[test]
@@ -472,13 +474,13 @@ mod tests {
         };
         let doc: CreateFeedDocumentResponse =
             serde_json::from_value(sandbox(&spec, "/feeds/2021-06-30/documents", "post", "201"))
-                .unwrap();
+                .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(doc.feed_document_id, "3d4e42b5-1d6e-44e8-a89c-2abfca0625bb");
         assert!(doc.url.expose_secret().starts_with("https://"));
 
         let created: CreateFeedResponse =
             serde_json::from_value(sandbox(&spec, "/feeds/2021-06-30/feeds", "post", "202"))
-                .unwrap();
+                .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(created.feed_id, "3485934");
 
         let feed: WireFeed = serde_json::from_value(sandbox(
@@ -487,8 +489,8 @@ mod tests {
             "get",
             "200",
         ))
-        .unwrap();
-        let feed = feed.into_info().unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let feed = feed.into_info().unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(feed.id, "FeedId1");
         assert_eq!(feed.status, ProcessingStatus::Cancelled);
         assert!(feed.status.is_terminal());
@@ -496,13 +498,13 @@ mod tests {
 
         let page: GetFeedsResponse =
             serde_json::from_value(sandbox(&spec, "/feeds/2021-06-30/feeds", "get", "200"))
-                .unwrap();
+                .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(page.feeds.len(), 1);
         assert!(page.next_token.is_some());
         let infos: Vec<FeedInfo> = page
             .feeds
             .into_iter()
-            .map(|f| f.into_info().unwrap())
+            .map(|f| f.into_info().unwrap_or_else(|e| panic!("{e:?}")))
             .collect();
         assert_eq!(infos[0].feed_type, "POST_PRODUCT_DATA");
 
@@ -512,7 +514,7 @@ mod tests {
             "get",
             "200",
         ))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             document.feed_document_id,
             "0356cf79-b8b0-4226-b4b9-0ee058ea5760"
@@ -528,7 +530,8 @@ mod tests {
             ("/feeds/2021-06-30/documents/{feedDocumentId}", "get"),
         ] {
             let body: crate::sources::amazon::orders::ErrorBody =
-                serde_json::from_value(sandbox(&spec, path, method, "400")).unwrap();
+                serde_json::from_value(sandbox(&spec, path, method, "400"))
+                    .unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(body.errors[0].code, "400", "{method} {path}");
         }
     }
@@ -546,8 +549,8 @@ mod tests {
                 "feedId": "1", "feedType": "T", "createdTime": "2026-11-01T00:00:00Z",
                 "processingStatus": text, "resultFeedDocumentId": "doc"
             }))
-            .unwrap();
-            let info = wire.into_info().unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
+            let info = wire.into_info().unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(info.status, status);
             assert_eq!(info.status.is_terminal(), terminal);
             assert_eq!(info.status.as_str(), text);
@@ -557,7 +560,7 @@ mod tests {
             "feedId": "1", "feedType": "T", "createdTime": "2026-11-01T00:00:00Z",
             "processingStatus": "EXPLODED"
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(matches!(
             wire.into_info(),
             Err(UpstreamError::Malformed { .. })
@@ -566,7 +569,7 @@ mod tests {
             "feedId": "1", "feedType": "T", "createdTime": "last tuesday",
             "processingStatus": "DONE"
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert!(wire.into_info().is_err());
     }
 
@@ -590,17 +593,20 @@ mod tests {
         );
         let client = FeedsClient::new(fake.api());
         let content_type = "text/xml; charset=UTF-8";
-        let doc = client.create_document(content_type).await.unwrap();
+        let doc = client
+            .create_document(content_type)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(doc.id, "doc-1");
         assert!(!format!("{doc:?}").contains("PRESIGNED-SECRET"));
         client
             .upload(&doc, content_type, b"<AmazonEnvelope/>")
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let feed_id = client
             .create_feed("POST_ORDER_ACKNOWLEDGEMENT_DATA", &[US.to_owned()], &doc.id)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(feed_id, "feed-9");
 
         let created = fake.seen("/feeds/2021-06-30/documents");
@@ -688,7 +694,10 @@ mod tests {
             )],
         );
         let client = FeedsClient::new(fake.api());
-        let feed = client.get_feed("feed-9").await.unwrap();
+        let feed = client
+            .get_feed("feed-9")
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(fake.seen("/feeds/2021-06-30/feeds/feed-9").len(), 2);
         assert_eq!(feed.status, ProcessingStatus::Done);
         assert_eq!(feed.result_document_id.as_deref(), Some("report-1"));
@@ -730,12 +739,12 @@ mod tests {
         );
         let client = FeedsClient::new(fake.api());
         let since = DateTime::parse_from_rfc3339("2026-11-01T09:00:00Z")
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{e:?}"))
             .to_utc();
         let feeds = client
             .feeds_since("POST_ORDER_ACKNOWLEDGEMENT_DATA", &[US.to_owned()], since)
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
         let ids: Vec<&str> = feeds.iter().map(|f| f.id.as_str()).collect();
         assert_eq!(ids, vec!["a", "b"]);
         let seen = fake.seen("/feeds/2021-06-30/feeds");
@@ -796,9 +805,18 @@ mod tests {
             vec![Answer::bytes(200, "not gzip at all")],
         );
         let client = FeedsClient::new(fake.api());
-        assert_eq!(client.result_document("report-gz").await.unwrap(), report);
         assert_eq!(
-            client.result_document("report-plain").await.unwrap(),
+            client
+                .result_document("report-gz")
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}")),
+            report
+        );
+        assert_eq!(
+            client
+                .result_document("report-plain")
+                .await
+                .unwrap_or_else(|e| panic!("{e:?}")),
             report
         );
         let download = fake.seen("/store/report.gz");

@@ -407,8 +407,9 @@ mod tests {
             return;
         };
         let example = sandbox(&spec, "/messaging/v1/orders/{amazonOrderId}", "get", "200");
-        let response: ActionsResponse = serde_json::from_value(example).unwrap();
-        let names = response.action_names().unwrap();
+        let response: ActionsResponse =
+            serde_json::from_value(example).unwrap_or_else(|e| panic!("{e:?}"));
+        let names = response.action_names().unwrap_or_else(|e| panic!("{e:?}"));
         assert!(
             names.contains(&"confirmOrderDetails".to_owned()),
             "{names:?}"
@@ -420,9 +421,10 @@ mod tests {
         let documented = spec["paths"]["/messaging/v1/orders/{amazonOrderId}"]["get"]["responses"]
             ["200"]["examples"]["application/hal+json"]
             .clone();
-        let response: ActionsResponse = serde_json::from_value(documented).unwrap();
+        let response: ActionsResponse =
+            serde_json::from_value(documented).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
-            response.action_names().unwrap(),
+            response.action_names().unwrap_or_else(|e| panic!("{e:?}")),
             vec!["negativeFeedbackRemoval"]
         );
 
@@ -433,7 +435,7 @@ mod tests {
             assert!(created(m.operation.name, &ok.to_string()).is_ok());
             let bad = sandbox(&spec, &path, "post", "400");
             let body: crate::sources::amazon::orders::ErrorBody =
-                serde_json::from_value(bad).unwrap();
+                serde_json::from_value(bad).unwrap_or_else(|e| panic!("{e:?}"));
             assert_eq!(describe(&body.errors), "InvalidInput: Invalid Input");
         }
     }
@@ -443,21 +445,26 @@ mod tests {
         let response: ActionsResponse = serde_json::from_value(json!({
             "_embedded": {"actions": [{"name": "confirmOrderDetails"}, {"payload": {"name": "unexpectedProblem"}}]}
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
-            response.action_names().unwrap(),
+            response.action_names().unwrap_or_else(|e| panic!("{e:?}")),
             vec!["confirmOrderDetails", "unexpectedProblem"]
         );
         let response: ActionsResponse = serde_json::from_value(json!({
             "errors": [{"code": "InvalidInput", "message": "Invalid Input"}]
         }))
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{e:?}"));
         let error = response.action_names().unwrap_err();
         assert!(error.to_string().contains("InvalidInput"), "{error}");
         let empty: ActionsResponse =
             serde_json::from_value(json!({"_links": {"actions": [], "self": {"href": "/x"}}}))
-                .unwrap();
-        assert!(empty.action_names().unwrap().is_empty());
+                .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            empty
+                .action_names()
+                .unwrap_or_else(|e| panic!("{e:?}"))
+                .is_empty()
+        );
     }
 
     #[test]
@@ -489,7 +496,10 @@ mod tests {
             )],
         );
         let client = MessagingClient::new(fake.api());
-        let names = client.allowed_actions(ORDER, US).await.unwrap();
+        let names = client
+            .allowed_actions(ORDER, US)
+            .await
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(names, vec!["confirmOrderDetails", "unexpectedProblem"]);
         let seen = fake.seen(&path);
         assert_eq!(seen.len(), 1);
@@ -518,7 +528,7 @@ mod tests {
         let receipt = client
             .send(ORDER, US, "confirmOrderDetails", "Hello & <welcome>")
             .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(
             receipt,
             json!({"operation": "createConfirmOrderDetails", "status": 201, "request_id": "req-1"})
