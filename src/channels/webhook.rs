@@ -327,6 +327,44 @@ pub(crate) mod loopback {
         }
     }
 
+    /// Display and Debug of an error, for looking for leaked secrets.
+    pub fn error_text(error: &Option<crate::http::UpstreamError>) -> String {
+        format!(
+            "{} {error:?}",
+            error.as_ref().map(ToString::to_string).unwrap_or_default()
+        )
+    }
+
+    /// `error` is a 429 that carries `wait`, and neither a canary nor the address shows.
+    pub fn assert_throttled(error: &Option<crate::http::UpstreamError>, wait: std::time::Duration) {
+        let Some(crate::http::UpstreamError::Status {
+            status: 429,
+            retry_after: Some(got),
+            ..
+        }) = error
+        else {
+            panic!("expected a 429 with Retry-After, got {error:?}");
+        };
+        assert_eq!(*got, wait);
+        let text = error_text(error);
+        assert!(
+            !text.contains("canary") && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+
+    /// `error` (from a closed port) is retryable and shows no canary.
+    pub fn assert_unreachable(error: &Option<crate::http::UpstreamError>) {
+        let text = error_text(error);
+        assert!(
+            error
+                .as_ref()
+                .is_some_and(crate::http::UpstreamError::is_retryable),
+            "{text}"
+        );
+        assert!(!text.contains("canary"), "{text}");
+    }
+
     /// A URL on a loopback port nothing listens on.
     pub fn closed_url(path: &str) -> String {
         let listener = std::net::TcpListener::bind("127.0.0.1:0")
@@ -379,7 +417,7 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::loopback::{Respond, Server, closed_url};
+    use super::loopback::{Respond, Server, assert_throttled, assert_unreachable, closed_url};
     use super::*;
     use crate::channels::AlertLine;
     use crate::clock::ManualClock;
@@ -531,23 +569,7 @@ mod tests {
         .await;
         let hook = channel(&server.url("/in/canary-url"));
         let error = hook.send(&group()).await.err();
-        let Some(UpstreamError::Status {
-            status: 429,
-            retry_after: Some(wait),
-            ..
-        }) = &error
-        else {
-            panic!("expected a 429 with Retry-After, got {error:?}");
-        };
-        assert_eq!(*wait, Duration::from_secs(7));
-        let text = format!(
-            "{} {error:?}",
-            error.as_ref().map(ToString::to_string).unwrap_or_default()
-        );
-        assert!(
-            !text.contains("canary") && !text.contains("127.0.0.1"),
-            "{text}"
-        );
+        assert_throttled(&error, Duration::from_secs(7));
 
         let server = Server::start(Respond::status(400).body("bad signature")).await;
         let error = channel(&server.url("/in/canary-url"))
@@ -563,14 +585,6 @@ mod tests {
             .send(&group())
             .await
             .err();
-        let text = format!(
-            "{} {error:?}",
-            error.as_ref().map(ToString::to_string).unwrap_or_default()
-        );
-        assert!(
-            error.as_ref().is_some_and(UpstreamError::is_retryable),
-            "{text}"
-        );
-        assert!(!text.contains("canary"), "{text}");
+        assert_unreachable(&error);
     }
 }
