@@ -1,50 +1,64 @@
-//! SP-API Orders v0 (`getOrders`, `getOrder`, `getOrderItems`), answered from the
-//! scenario and built field by field from `specs/amazon/ordersV0.json` (Swagger 2.0),
-//! with the usage plans from each operation's description.
+//! SP-API Orders v0 (`getOrders`, `getOrder`, `getOrderItems`, and the restricted
+//! `getOrderBuyerInfo` and `getOrderAddress`), answered from the scenario and built
+//! field by field from `specs/amazon/ordersV0.json` (Swagger 2.0), with the usage plans
+//! from each operation's description. Restricted data (`BuyerInfo`, `ShippingAddress`)
+//! is shown only to a Restricted Data Token that covers the call (`tokens.rs`).
+//!
+//! getOrders pages through an index sorted by date and id, so a page costs a binary
+//! search and the orders it scans, not the whole backlog; `NextToken` carries the last
+//! answered order and the listing's filters. An order with `visible_after_seconds` is
+//! missing from every Orders operation until the clock reaches its LastUpdateDate plus
+//! that delay.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, TimeDelta, Utc};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
+use super::plans::{self, Plan};
 use super::scenario::{
-    Amount, FulfillmentChannel, MARKETPLACE_CA, OrderStatus, ScenarioItem, ScenarioOrder,
-    is_amazon_order_id,
+    AmazonScenario, Amount, FulfillmentChannel, MARKETPLACE_CA, OrderStatus, ScenarioAddress,
+    ScenarioItem, ScenarioOrder, is_amazon_order_id,
 };
-use super::{Operation, Shared, feeds, lock, lwa, messaging, token};
+use super::tokens::{self, Disclosure};
+use super::{Operation, Shared, feeds, fulfillment, lock, lwa, messaging, token};
 
 pub(super) const GET_ORDERS: &str = "getOrders";
 pub(super) const GET_ORDER: &str = "getOrder";
 pub(super) const GET_ORDER_ITEMS: &str = "getOrderItems";
+pub(super) const GET_ORDER_BUYER_INFO: &str = "getOrderBuyerInfo";
+pub(super) const GET_ORDER_ADDRESS: &str = "getOrderAddress";
 
 /// Upper bound on `CreatedBefore`/`LastUpdatedBefore` relative to now (contract: "at
 /// least two minutes before current time"); also the default bound when none is sent.
 const SETTLE_TIME: TimeDelta = TimeDelta::minutes(2);
 
-/// A default usage plan: (operation, rate per second, burst, rate as the header spells it).
-pub(super) type Plan = (&'static str, f64, f64, &'static str);
-
 /// Orders v0 usage plans, from each operation's description.
-const USAGE_PLANS: [Plan; 3] = [
-    (GET_ORDERS, 0.0167, 20.0, "0.0167"),
-    (GET_ORDER, 0.5, 30.0, "0.5"),
-    (GET_ORDER_ITEMS, 0.5, 30.0, "0.5"),
+const USAGE_PLANS: [Plan; 5] = [
+    (GET_ORDERS, 0.0167, 20.0),
+    (GET_ORDER, 0.5, 30.0),
+    (GET_ORDER_ITEMS, 0.5, 30.0),
+    (GET_ORDER_BUYER_INFO, 0.5, 30.0),
+    (GET_ORDER_ADDRESS, 0.5, 30.0),
 ];
 
-/// Every usage plan the sandbox enforces: Orders, Messaging and Feeds.
-fn usage_plans() -> impl Iterator<Item = &'static Plan> {
+/// Every default usage plan the sandbox enforces: Orders, Messaging, Feeds, Tokens and
+/// Fulfillment Outbound.
+pub(super) fn usage_plans() -> impl Iterator<Item = &'static Plan> {
     USAGE_PLANS
         .iter()
         .chain(messaging::USAGE_PLANS)
         .chain(feeds::USAGE_PLANS)
+        .chain(tokens::USAGE_PLANS)
+        .chain(fulfillment::USAGE_PLANS)
 }
 
 const FULFILLMENT_CHANNELS: [&str; 2] = ["AFN", "MFN"];
@@ -55,42 +69,42 @@ const FULFILLMENT_CHANNELS: [&str; 2] = ["AFN", "MFN"];
 pub(super) async fn get_orders(
     State(state): State<Arc<Shared>>,
     headers: HeaderMap,
+    uri: Uri,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, GET_ORDERS) {
-        return refused;
-    }
+    let disclosure = match authorize(&state, &headers, GET_ORDERS, uri.path()) {
+        Ok(disclosure) => disclosure,
+        Err(refused) => return *refused,
+    };
     // A feed that is due changes orders: apply it before answering.
     feeds::settle(&state);
     let params = Params::parse(query.as_deref());
     let now = state.now();
     let amazon = lock(&state.amazon);
-    let (filter, page, offset) = match OrdersFilter::from_params(&params, now, amazon.page_size) {
+    let (filter, page, after) = match OrdersFilter::from_params(&params, now, amazon.page_size) {
         Ok(found) => found,
         Err(message) => return invalid_input(&message),
     };
-
-    let mut hits: Vec<&ScenarioOrder> = amazon
-        .orders
-        .iter()
-        .filter(|order| filter.admits(order, now))
-        .collect();
-    hits.sort_by(|a, b| (a.last_update_date(now), &a.id).cmp(&(b.last_update_date(now), &b.id)));
-
-    let start = offset.min(hits.len());
-    let end = start.saturating_add(filter.page_size).min(hits.len());
-    let orders: Vec<Value> = hits[start..end]
-        .iter()
-        .map(|order| order_json(order, now))
-        .collect();
+    let mut index = lock(&state.order_index);
+    index.refresh(state.orders_generation.load(Ordering::Acquire), &amazon);
+    let (shown, more) = index.page(&amazon.orders, &filter, after.as_ref(), now);
 
     let mut payload = Map::new();
-    payload.insert("Orders".into(), Value::Array(orders));
-    if end < hits.len() {
+    payload.insert(
+        "Orders".into(),
+        Value::Array(
+            shown
+                .iter()
+                .map(|order| order_json(order, now, disclosure))
+                .collect(),
+        ),
+    );
+    if more && let Some(last) = shown.last() {
         let next = OrdersToken {
             op: GET_ORDERS.to_owned(),
             page: page + 1,
-            offset: end,
+            last_at: filter.date_of(last, now),
+            last_id: last.id.clone(),
             filter: filter.clone(),
         };
         payload.insert("NextToken".into(), Value::String(token::encode(&next)));
@@ -108,98 +122,170 @@ pub(super) async fn get_order(
     State(state): State<Arc<Shared>>,
     Path(order_id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, GET_ORDER) {
-        return refused;
-    }
-    // A feed that is due changes orders: apply it before answering.
-    feeds::settle(&state);
-    if let Some(bad) = bad_order_id(&order_id) {
-        return bad;
-    }
-    let now = state.now();
-    let amazon = lock(&state.amazon);
-    match amazon.orders.iter().find(|o| o.id == order_id) {
-        Some(order) => Json(json!({ "payload": order_json(order, now) })).into_response(),
-        None => order_not_found(&order_id),
-    }
+    let disclosure = match authorize(&state, &headers, GET_ORDER, uri.path()) {
+        Ok(disclosure) => disclosure,
+        Err(refused) => return *refused,
+    };
+    with_order(&state, &order_id, |order, now| {
+        Json(json!({ "payload": order_json(order, now, disclosure) })).into_response()
+    })
 }
 
 pub(super) async fn get_order_items(
     State(state): State<Arc<Shared>>,
     Path(order_id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
     RawQuery(query): RawQuery,
 ) -> Response {
-    if let Some(refused) = refusal(&state, &headers, GET_ORDER_ITEMS) {
-        return refused;
-    }
-    // A feed that is due changes orders: apply it before answering.
-    feeds::settle(&state);
-    if let Some(bad) = bad_order_id(&order_id) {
-        return bad;
+    if let Err(refused) = authorize(&state, &headers, GET_ORDER_ITEMS, uri.path()) {
+        return *refused;
     }
     let params = Params::parse(query.as_deref());
-    let amazon = lock(&state.amazon);
-    let Some(order) = amazon.orders.iter().find(|o| o.id == order_id) else {
-        return order_not_found(&order_id);
-    };
-
-    let (page, offset) = match params.one("NextToken") {
-        None => (1, 0),
-        Some(text) => match token::decode::<ItemsToken>(text) {
-            Some(t) if t.op == GET_ORDER_ITEMS && t.order == order_id => (t.page, t.offset),
-            _ => return invalid_input("Invalid NextToken: it was not issued for this order."),
-        },
-    };
-    let page_size = usize::try_from(amazon.items_page_size).unwrap_or(usize::MAX);
-    let start = offset.min(order.items.len());
-    let end = start.saturating_add(page_size).min(order.items.len());
-    let items: Vec<Value> = order.items[start..end]
-        .iter()
-        .map(|item| item_json(order, item))
-        .collect();
-
-    let mut payload = Map::new();
-    payload.insert("AmazonOrderId".into(), Value::String(order.id.clone()));
-    payload.insert("OrderItems".into(), Value::Array(items));
-    if end < order.items.len() {
-        let next = ItemsToken {
-            op: GET_ORDER_ITEMS.to_owned(),
-            order: order.id.clone(),
-            page: page + 1,
-            offset: end,
+    let page_size = usize::try_from(lock(&state.amazon).items_page_size).unwrap_or(usize::MAX);
+    with_order(&state, &order_id, |order, _| {
+        let (page, offset) = match params.one("NextToken") {
+            None => (1, 0),
+            Some(text) => match token::decode::<ItemsToken>(text) {
+                Some(t) if t.op == GET_ORDER_ITEMS && t.order == order.id => (t.page, t.offset),
+                _ => return invalid_input("Invalid NextToken: it was not issued for this order."),
+            },
         };
-        payload.insert("NextToken".into(), Value::String(token::encode(&next)));
+        let start = offset.min(order.items.len());
+        let end = start.saturating_add(page_size).min(order.items.len());
+        let items: Vec<Value> = order.items[start..end]
+            .iter()
+            .map(|item| item_json(order, item))
+            .collect();
+
+        let mut payload = Map::new();
+        payload.insert("AmazonOrderId".into(), Value::String(order.id.clone()));
+        payload.insert("OrderItems".into(), Value::Array(items));
+        if end < order.items.len() {
+            let next = ItemsToken {
+                op: GET_ORDER_ITEMS.to_owned(),
+                order: order.id.clone(),
+                page: page + 1,
+                offset: end,
+            };
+            payload.insert("NextToken".into(), Value::String(token::encode(&next)));
+        }
+        Json(json!({ "payload": payload })).into_response()
+    })
+}
+
+/// `GET /orders/v0/orders/{orderId}/buyerInfo` (restricted) → contract `OrderBuyerInfo`.
+pub(super) async fn get_order_buyer_info(
+    State(state): State<Arc<Shared>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers, GET_ORDER_BUYER_INFO, uri.path()) {
+        return *refused;
     }
-    Json(json!({ "payload": payload })).into_response()
+    with_order(&state, &order_id, |order, _| {
+        let mut payload = Map::new();
+        payload.insert("AmazonOrderId".into(), json!(order.id));
+        insert_buyer_info(&mut payload, order);
+        Json(json!({ "payload": payload })).into_response()
+    })
+}
+
+/// `GET /orders/v0/orders/{orderId}/address` (restricted) → contract `OrderAddress`.
+pub(super) async fn get_order_address(
+    State(state): State<Arc<Shared>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    if let Err(refused) = authorize(&state, &headers, GET_ORDER_ADDRESS, uri.path()) {
+        return *refused;
+    }
+    with_order(&state, &order_id, |order, now| {
+        let mut payload = Map::new();
+        payload.insert("AmazonOrderId".into(), json!(order.id));
+        if shows_address(order.status) {
+            payload.insert("ShippingAddress".into(), address_json(order, now));
+        }
+        Json(json!({ "payload": payload })).into_response()
+    })
+}
+
+/// Settles due feeds, checks the id, and answers with `answer` for the order if it is
+/// there and visible now, else 400/404.
+fn with_order(
+    state: &Shared,
+    order_id: &str,
+    answer: impl FnOnce(&ScenarioOrder, DateTime<Utc>) -> Response,
+) -> Response {
+    // A feed that is due changes orders: apply it before answering.
+    feeds::settle(state);
+    if let Some(bad) = bad_order_id(order_id) {
+        return bad;
+    }
+    let now = state.now();
+    let amazon = lock(&state.amazon);
+    let mut index = lock(&state.order_index);
+    index.refresh(state.orders_generation.load(Ordering::Acquire), &amazon);
+    match index.find(&amazon.orders, order_id) {
+        Some(order) if order.is_visible(now) => answer(order, now),
+        _ => order_not_found(order_id),
+    }
+}
+
+/// [`tokens::authorize`], then the usage plan.
+fn authorize(
+    state: &Shared,
+    headers: &HeaderMap,
+    operation: &'static str,
+    path: &str,
+) -> Result<Disclosure, Box<Response>> {
+    let disclosure = tokens::authorize(state, headers, operation, "GET", path)?;
+    match throttle(state, operation) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(disclosure),
+    }
 }
 
 /// The answer refusing this call, if any. Authorization comes first, then the usage
 /// plan: limits are per selling partner and application, so the caller must be known
 /// before its bucket can be charged.
+/// Only an LWA access token passes here: a Restricted Data Token is valid on the
+/// restricted resources it names, never on these operations.
 pub(super) fn refusal(
     state: &Shared,
     headers: &HeaderMap,
     operation: &'static str,
 ) -> Option<Response> {
     if !lwa::token_is_live(state, headers.get("x-amz-access-token")) {
-        return Some(error_response(
-            StatusCode::FORBIDDEN,
-            "Unauthorized",
-            "Access to requested resource is denied.",
-            Some("The access token you provided is revoked, malformed or invalid."),
-        ));
+        return Some(invalid_token());
     }
-    if !lock(&state.plans).try_take(operation) {
-        return Some(error_response(
+    throttle(state, operation)
+}
+
+/// The 429 when `operation`'s bucket is empty.
+fn throttle(state: &Shared, operation: &'static str) -> Option<Response> {
+    (!lock(&state.plans).try_take(operation)).then(|| {
+        error_response(
             StatusCode::TOO_MANY_REQUESTS,
             "QuotaExceeded",
             "You exceeded your quota for the requested resource.",
             None,
-        ));
-    }
-    None
+        )
+    })
+}
+
+/// The 403 for a token that is unknown, expired, revoked or missing.
+pub(super) fn invalid_token() -> Response {
+    error_response(
+        StatusCode::FORBIDDEN,
+        "Unauthorized",
+        "Access to requested resource is denied.",
+        Some("The access token you provided is revoked, malformed or invalid."),
+    )
 }
 
 /// A 400 for an id that is not in the contract's 3-7-7 form.
@@ -252,8 +338,9 @@ pub(super) fn invalid_input(message: &str) -> Response {
 }
 
 /// Adds the headers every SP-API answer carries: a request id always, and the
-/// operation's rate on successes (the models list it only for 2xx).
-pub(super) fn decorate(operation: &Operation, response: &mut Response) {
+/// operation's current rate on successes (the models list it for 2xx everywhere, for
+/// some errors only in some models: 2xx is what every model agrees on).
+pub(super) fn decorate(state: &Shared, operation: &Operation, response: &mut Response) {
     let headers = response.headers_mut();
     if !headers.contains_key("x-amzn-requestid")
         && let Ok(id) = HeaderValue::from_str(&request_id())
@@ -261,20 +348,14 @@ pub(super) fn decorate(operation: &Operation, response: &mut Response) {
         headers.insert(HeaderName::from_static("x-amzn-requestid"), id);
     }
     if response.status().is_success()
-        && let Some(rate) = rate_header(operation)
+        && let Some(name) = operation.sp_api_name()
+        && let Some(rate) = lock(&state.plans).rate(name)
+        && let Ok(value) = HeaderValue::from_str(&plans::rate_text(rate))
     {
-        response.headers_mut().insert(
-            HeaderName::from_static("x-amzn-ratelimit-limit"),
-            HeaderValue::from_static(rate),
-        );
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-amzn-ratelimit-limit"), value);
     }
-}
-
-fn rate_header(operation: &Operation) -> Option<&'static str> {
-    let name = operation.sp_api_name()?;
-    usage_plans()
-        .find(|(op, ..)| *op == name)
-        .map(|(.., header)| *header)
 }
 
 /// A UUID-shaped random id, like API Gateway's.
@@ -304,70 +385,6 @@ pub(super) fn page_of(query: Option<&str>, parameter: &str) -> Option<u32> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Usage plans
-
-/// One token bucket per operation. Refill uses real elapsed time (tokio's clock), not
-/// the scenario clock: throttling is about how fast a client calls, not about the
-/// simulated date.
-#[derive(Debug)]
-pub(super) struct UsagePlans {
-    enabled: bool,
-    buckets: HashMap<&'static str, Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    refilled: Instant,
-}
-
-impl UsagePlans {
-    pub(super) fn new(enabled: bool) -> Self {
-        let now = Instant::now();
-        let buckets = usage_plans()
-            .map(|&(op, rate, burst, _)| {
-                (
-                    op,
-                    Bucket {
-                        rate,
-                        burst,
-                        tokens: burst,
-                        refilled: now,
-                    },
-                )
-            })
-            .collect();
-        Self { enabled, buckets }
-    }
-
-    pub(super) fn set_enabled(&mut self, enabled: bool) {
-        self.enabled = enabled;
-    }
-
-    /// Takes one token for `operation`; false when its bucket is empty.
-    pub(super) fn try_take(&mut self, operation: &str) -> bool {
-        if !self.enabled {
-            return true;
-        }
-        let Some(bucket) = self.buckets.get_mut(operation) else {
-            return true;
-        };
-        let now = Instant::now();
-        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * bucket.rate).min(bucket.burst);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
 // getOrders filters and paging
 
 /// The effective filters of a getOrders call. Carried inside `NextToken` so every page
@@ -385,13 +402,19 @@ struct OrdersFilter {
     page_size: usize,
 }
 
+/// Where a listing continues: after the last order answered (its date in the
+/// filter's sense and its id), with the listing's filters.
 #[derive(Debug, Serialize, Deserialize)]
 struct OrdersToken {
     op: String,
     page: u32,
-    offset: usize,
+    last_at: DateTime<Utc>,
+    last_id: String,
     filter: OrdersFilter,
 }
+
+/// The key after which a page starts.
+type After = (DateTime<Utc>, String);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct ItemsToken {
@@ -403,12 +426,12 @@ struct ItemsToken {
 
 impl OrdersFilter {
     /// Validates the query as the contract describes it; returns the filter, the page
-    /// number and the offset to start from.
+    /// number and, past the first page, the key to continue after.
     fn from_params(
         params: &Params,
         now: DateTime<Utc>,
         default_page_size: u32,
-    ) -> Result<(Self, u32, usize), String> {
+    ) -> Result<(Self, u32, Option<After>), String> {
         // Required by the contract on every call, NextToken or not.
         let marketplaces = params.list("MarketplaceIds");
         if marketplaces.is_empty() {
@@ -420,7 +443,9 @@ impl OrdersFilter {
 
         if let Some(text) = params.one("NextToken") {
             return match token::decode::<OrdersToken>(text) {
-                Some(t) if t.op == GET_ORDERS => Ok((t.filter, t.page, t.offset)),
+                Some(t) if t.op == GET_ORDERS => {
+                    Ok((t.filter, t.page, Some((t.last_at, t.last_id))))
+                }
                 _ => Err(
                     "Invalid NextToken: it is malformed or was not issued by getOrders.".to_owned(),
                 ),
@@ -532,23 +557,116 @@ impl OrdersFilter {
             ids,
             page_size: usize::try_from(page_size).unwrap_or(100),
         };
-        Ok((filter, 1, 0))
+        Ok((filter, 1, None))
     }
 
-    fn admits(&self, order: &ScenarioOrder, now: DateTime<Utc>) -> bool {
-        let at = if self.by_created {
+    /// The date this listing sorts and bounds `order` by.
+    fn date_of(&self, order: &ScenarioOrder, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.by_created {
             order.purchase_date(now)
         } else {
             order.last_update_date(now)
-        };
+        }
+    }
+
+    /// Every filter but the date window, which the index walk applies.
+    fn admits(&self, order: &ScenarioOrder, now: DateTime<Utc>) -> bool {
         self.marketplaces.contains(&order.marketplace)
-            && at >= self.after
-            && at <= self.before
+            && order.is_visible(now)
             && (self.statuses.is_empty()
                 || self.statuses.iter().any(|s| s == order.status.as_str()))
             && (self.channels.is_empty()
                 || self.channels.iter().any(|c| c == order.channel.as_str()))
             && (self.ids.is_empty() || self.ids.contains(&order.id))
+    }
+}
+
+/// The orders sorted for getOrders (by LastUpdateDate and by PurchaseDate, ties by
+/// id) and by id, rebuilt only when `Shared::orders_generation` moved. Holds positions
+/// in `AmazonScenario::orders`, which only ever grows or changes in place.
+#[derive(Debug, Default)]
+pub(super) struct OrderIndex {
+    generation: Option<u64>,
+    count: usize,
+    by_updated: Vec<(DateTime<Utc>, usize)>,
+    by_created: Vec<(DateTime<Utc>, usize)>,
+    by_id: HashMap<String, usize>,
+}
+
+impl OrderIndex {
+    /// Rebuilds unless built for this generation of these orders. Order times are
+    /// pinned (absolute), so the sort keys do not move with the clock.
+    fn refresh(&mut self, generation: u64, amazon: &AmazonScenario) {
+        let orders = &amazon.orders;
+        if self.generation == Some(generation) && self.count == orders.len() {
+            return;
+        }
+        // Any instant: pinned times ignore it.
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let sorted = |date: &dyn Fn(&ScenarioOrder) -> DateTime<Utc>| {
+            let mut keys: Vec<(DateTime<Utc>, usize)> = orders
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (date(o), i))
+                .collect();
+            keys.sort_by(|(da, ia), (db, ib)| {
+                let id = |i: &usize| orders.get(*i).map(|o| o.id.as_str());
+                (da, id(ia)).cmp(&(db, id(ib)))
+            });
+            keys
+        };
+        self.by_updated = sorted(&|o| o.last_update_date(now));
+        self.by_created = sorted(&|o| o.purchase_date(now));
+        self.by_id = orders
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.id.clone(), i))
+            .collect();
+        self.generation = Some(generation);
+        self.count = orders.len();
+    }
+
+    fn find<'a>(&self, orders: &'a [ScenarioOrder], id: &str) -> Option<&'a ScenarioOrder> {
+        self.by_id.get(id).and_then(|&i| orders.get(i))
+    }
+
+    /// One page: the orders `filter` admits in its date window, after `after`, at most
+    /// a page size of them; and whether more follow. Walks from a binary search and
+    /// stops at the window's end or one hit past the page.
+    fn page<'a>(
+        &self,
+        orders: &'a [ScenarioOrder],
+        filter: &OrdersFilter,
+        after: Option<&After>,
+        now: DateTime<Utc>,
+    ) -> (Vec<&'a ScenarioOrder>, bool) {
+        let keys = if filter.by_created {
+            &self.by_created
+        } else {
+            &self.by_updated
+        };
+        let id_of = |i: usize| orders.get(i).map_or("", |o| o.id.as_str());
+        let start = match after {
+            Some((at, id)) => {
+                keys.partition_point(|&(date, i)| (date, id_of(i)) <= (*at, id.as_str()))
+            }
+            None => keys.partition_point(|&(date, _)| date < filter.after),
+        };
+        let mut shown = Vec::new();
+        for &(date, i) in keys.iter().skip(start) {
+            if date > filter.before {
+                break;
+            }
+            let Some(order) = orders.get(i) else { continue };
+            if date < filter.after || !filter.admits(order, now) {
+                continue;
+            }
+            if shown.len() == filter.page_size {
+                return (shown, true);
+            }
+            shown.push(order);
+        }
+        (shown, false)
     }
 }
 
@@ -628,8 +746,60 @@ fn money(currency: &str, amount: Amount) -> Value {
     json!({ "CurrencyCode": currency, "Amount": amount.to_string() })
 }
 
-/// Contract `Order`.
-fn order_json(order: &ScenarioOrder, now: DateTime<Utc>) -> Value {
+/// Whether the contract shows a shipping address for this status: "only available for
+/// orders with the following status values: Unshipped, PartiallyShipped, Shipped and
+/// InvoiceUnconfirmed".
+fn shows_address(status: OrderStatus) -> bool {
+    matches!(
+        status,
+        OrderStatus::Unshipped
+            | OrderStatus::PartiallyShipped
+            | OrderStatus::Shipped
+            | OrderStatus::InvoiceUnconfirmed
+    )
+}
+
+/// `BuyerEmail`, `BuyerName`, `PurchaseOrderNumber` (contract `OrderBuyerInfo` /
+/// `BuyerInfo` share these names).
+fn insert_buyer_info(target: &mut Map<String, Value>, order: &ScenarioOrder) {
+    target.insert("BuyerEmail".into(), json!(order.buyer_email()));
+    target.insert("BuyerName".into(), json!(order.buyer_name()));
+    if let Some(number) = order.purchase_order_number() {
+        target.insert("PurchaseOrderNumber".into(), json!(number));
+    }
+}
+
+/// Contract `Address` (Orders v0, PascalCase). The phone is suppressed as the contract
+/// says: for every AFN order, and for a shipped MFN order past its LatestDeliveryDate.
+fn address_json(order: &ScenarioOrder, now: DateTime<Utc>) -> Value {
+    let address: ScenarioAddress = order.ship_to();
+    let past_delivery = order
+        .latest_delivery
+        .is_some_and(|when| when.resolve(now) < now);
+    let phone_suppressed = order.channel == FulfillmentChannel::Afn
+        || (order.status == OrderStatus::Shipped && past_delivery);
+    let mut o = Map::new();
+    o.insert("Name".into(), json!(address.name));
+    if let Some(company) = &address.company {
+        o.insert("CompanyName".into(), json!(company));
+    }
+    o.insert("AddressLine1".into(), json!(address.address_line1));
+    if let Some(line) = &address.address_line2 {
+        o.insert("AddressLine2".into(), json!(line));
+    }
+    o.insert("City".into(), json!(address.city));
+    o.insert("StateOrRegion".into(), json!(address.state_or_region));
+    o.insert("PostalCode".into(), json!(address.postal_code));
+    o.insert("CountryCode".into(), json!(address.country_code));
+    if let Some(phone) = address.phone.as_ref().filter(|_| !phone_suppressed) {
+        o.insert("Phone".into(), json!(phone));
+    }
+    o.insert("AddressType".into(), json!(address.address_type.as_str()));
+    Value::Object(o)
+}
+
+/// Contract `Order`; `BuyerInfo` and `ShippingAddress` only as `disclosure` allows.
+fn order_json(order: &ScenarioOrder, now: DateTime<Utc>, disclosure: Disclosure) -> Value {
     let currency = order.currency_code();
     let canceled = order.status == OrderStatus::Canceled;
     let shipped: u32 = order.items.iter().map(|i| order.quantity_shipped(i)).sum();
@@ -700,6 +870,14 @@ fn order_json(order: &ScenarioOrder, now: DateTime<Utc>) -> Value {
     put("IsISPU", json!(false));
     put("IsAccessPointOrder", json!(false));
     put("HasRegulatedItems", json!(false));
+    if disclosure.shipping_address && shows_address(order.status) {
+        put("ShippingAddress", address_json(order, now));
+    }
+    if disclosure.buyer_info {
+        let mut buyer = Map::new();
+        insert_buyer_info(&mut buyer, order);
+        put("BuyerInfo", Value::Object(buyer));
+    }
     merge_extra(&mut o, &order.extra);
     Value::Object(o)
 }
@@ -802,17 +980,5 @@ mod tests {
         assert!(parse_iso8601("2026-11-20").is_some());
         assert!(parse_iso8601("yesterday").is_none());
         assert_eq!(z.map(iso).as_deref(), Some("2026-11-20T10:15:00Z"));
-    }
-
-    #[test]
-    fn buckets_allow_the_burst_then_refuse() {
-        let mut plans = UsagePlans::new(true);
-        for _ in 0..20 {
-            assert!(plans.try_take(GET_ORDERS));
-        }
-        assert!(!plans.try_take(GET_ORDERS));
-        assert!(plans.try_take(GET_ORDER));
-        plans.set_enabled(false);
-        assert!(plans.try_take(GET_ORDERS));
     }
 }

@@ -2,6 +2,8 @@
 //! truncated answers) that matching requests receive instead of the normal answer.
 //!
 //! Faults match by operation name: the SP-API `operationId`s (`getOrders`,
+//! `getOrderBuyerInfo`, `getOrderAddress`, `createRestrictedDataToken`,
+//! `listAllFulfillmentOrders`, `getFulfillmentOrder`, `getPackageTrackingDetails`,
 //! `getMessagingActionsForOrder`, `createConfirmOrderDetails`, `createFeedDocument`,
 //! `createFeed`, `getFeed`, `getFeeds`, `getFeedDocument`, …), `uploadFeedDocument` and
 //! `downloadFeedDocument` (the presigned document URLs), `lwa.token`, and `chat.<kind>`

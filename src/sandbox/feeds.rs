@@ -49,7 +49,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::amazon::{self, Params, Plan, iso};
+use super::amazon::{self, Params, iso};
+use super::plans::Plan;
 use super::scenario::{Amount, OrderStatus, ScenarioOrder, When};
 use super::{Shared, lock, token};
 
@@ -66,12 +67,12 @@ pub(super) const DOWNLOAD_FEED_DOCUMENT: &str = "downloadFeedDocument";
 
 /// Usage plans from each operation's description.
 pub(super) const USAGE_PLANS: &[Plan] = &[
-    (GET_FEEDS, 0.0222, 10.0, "0.0222"),
-    (CREATE_FEED, 0.0083, 15.0, "0.0083"),
-    (GET_FEED, 2.0, 15.0, "2.0"),
-    (CANCEL_FEED, 2.0, 15.0, "2.0"),
-    (CREATE_FEED_DOCUMENT, 0.5, 15.0, "0.5"),
-    (GET_FEED_DOCUMENT, 0.0222, 10.0, "0.0222"),
+    (GET_FEEDS, 0.0222, 10.0),
+    (CREATE_FEED, 0.0083, 15.0),
+    (GET_FEED, 2.0, 15.0),
+    (CANCEL_FEED, 2.0, 15.0),
+    (CREATE_FEED_DOCUMENT, 0.5, 15.0),
+    (GET_FEED_DOCUMENT, 0.0222, 10.0),
 ];
 
 pub(super) const ORDER_ACKNOWLEDGEMENT: &str = "POST_ORDER_ACKNOWLEDGEMENT_DATA";
@@ -380,6 +381,8 @@ pub(super) fn settle(state: &Shared) {
     for index in due {
         store.process(index, now, &mut amazon.orders);
     }
+    // Processing may have moved LastUpdateDates: getOrders' index must be rebuilt.
+    state.orders_changed();
 }
 
 /// The operation for `rest`, the path after `/feeds/2021-06-30`.

@@ -15,12 +15,15 @@ use serde_json::{Map, Value};
 
 use super::{SandboxError, lock};
 
-/// Field names whose values never reach the journal.
-const SECRET_FIELDS: [&str; 4] = [
+/// Field names (lower case) whose values never reach the journal. Restricted Data
+/// Tokens travel in `x-amz-access-token` like access tokens; a body or query naming one
+/// is masked too.
+const SECRET_FIELDS: [&str; 5] = [
     "client_secret",
     "refresh_token",
     "access_token",
     "x-amz-access-token",
+    "restricteddatatoken",
 ];
 
 /// Query parameters masked besides [`SECRET_FIELDS`]: the presigned-URL signature and
@@ -273,6 +276,12 @@ mod tests {
             br#"{"nested":[{"Client_Secret":"s"}],"text":"hi"}"#,
         );
         assert_eq!(json["nested"][0]["Client_Secret"], MASK);
+        let rdt = body_json(
+            &HeaderMap::new(),
+            br#"{"restrictedDataToken":"Atz.sprdt|x","expiresIn":3600}"#,
+        );
+        assert_eq!(rdt["restrictedDataToken"], MASK);
+        assert_eq!(rdt["expiresIn"], 3600);
         assert_eq!(json["text"], "hi");
         assert_eq!(body_json(&HeaderMap::new(), b"not json"), "not json");
         assert_eq!(body_json(&HeaderMap::new(), b""), Value::Null);

@@ -1,8 +1,11 @@
 //! Login with Amazon: `POST /auth/o2/token` with `grant_type=refresh_token`, as SP-API
 //! clients use it (research §1.1). Issues opaque access tokens that expire by the clock.
+//! While the seller's authorization is revoked (`Sandbox::revoke_refresh_token`) the
+//! refresh token gets LWA's `invalid_grant`. It never logs a token or a secret.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -69,7 +72,8 @@ pub(super) async fn token(
                 "Client authentication failed",
             );
         }
-        if refresh_token != creds.refresh_token {
+        // A revoked authorization answers exactly like a wrong refresh token.
+        if refresh_token != creds.refresh_token || state.refresh_revoked.load(Ordering::Acquire) {
             return error(
                 StatusCode::BAD_REQUEST,
                 "invalid_grant",

@@ -28,12 +28,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::amazon::{self, Params, Plan};
+use super::amazon::{self, Params};
+use super::plans::Plan;
 use super::scenario::{OrderStatus, ScenarioOrder};
 use super::{Shared, feeds, lock};
 
 pub(super) const GET_MESSAGING_ACTIONS: &str = "getMessagingActionsForOrder";
 pub(super) const GET_ATTRIBUTES: &str = "GetAttributes";
+/// The one Messaging operation without a usage plan in its model.
+pub(super) const SEND_INVOICE: &str = "sendInvoice";
 
 /// One message type: its path name, the contract's `operationId`, and what its body
 /// carries.
@@ -114,23 +117,23 @@ const MESSAGE_TYPES: [MessageType; 9] = [
     },
     MessageType {
         name: "invoice",
-        operation: "sendInvoice",
+        operation: SEND_INVOICE,
         body: Body::Attachments,
     },
 ];
 
 /// Usage plans: every operation 1 request/s, burst 5, except `sendInvoice` (none).
 pub(super) const USAGE_PLANS: &[Plan] = &[
-    (GET_MESSAGING_ACTIONS, 1.0, 5.0, "1.0"),
-    (GET_ATTRIBUTES, 1.0, 5.0, "1.0"),
-    ("confirmCustomizationDetails", 1.0, 5.0, "1.0"),
-    ("createConfirmDeliveryDetails", 1.0, 5.0, "1.0"),
-    ("createLegalDisclosure", 1.0, 5.0, "1.0"),
-    ("createConfirmOrderDetails", 1.0, 5.0, "1.0"),
-    ("createConfirmServiceDetails", 1.0, 5.0, "1.0"),
-    ("CreateWarranty", 1.0, 5.0, "1.0"),
-    ("createDigitalAccessKey", 1.0, 5.0, "1.0"),
-    ("createUnexpectedProblem", 1.0, 5.0, "1.0"),
+    (GET_MESSAGING_ACTIONS, 1.0, 5.0),
+    (GET_ATTRIBUTES, 1.0, 5.0),
+    ("confirmCustomizationDetails", 1.0, 5.0),
+    ("createConfirmDeliveryDetails", 1.0, 5.0),
+    ("createLegalDisclosure", 1.0, 5.0),
+    ("createConfirmOrderDetails", 1.0, 5.0),
+    ("createConfirmServiceDetails", 1.0, 5.0),
+    ("CreateWarranty", 1.0, 5.0),
+    ("createDigitalAccessKey", 1.0, 5.0),
+    ("createUnexpectedProblem", 1.0, 5.0),
 ];
 
 /// A message the sandbox accepted.

@@ -1,13 +1,16 @@
 //! The sandbox: local fakes of the upstream HTTP APIs — Login with Amazon, SP-API
-//! Orders v0, Messaging v1 and Feeds 2021-06-30 (with the presigned document URLs),
-//! and the chat receivers (Slack, Teams, Discord, Google Chat, nightdesk's signed
+//! Orders v0 (with the restricted buyer and address data), Tokens 2021-03-01 (Restricted
+//! Data Tokens), Fulfillment Outbound 2020-07-01 (FBA Multi-Channel Fulfillment reads
+//! and package tracking), Messaging v1 and Feeds 2021-06-30 (with the presigned document
+//! URLs), and the chat receivers (Slack, Teams, Discord, Google Chat, nightdesk's signed
 //! webhook) — for `nightdesk sandbox`, `nightdesk demo` and the integration tests. It
-//! serves a [`Scenario`] on one listener, enforces the usage plans, journals every
-//! request, and injects [`Fault`]s on demand.
+//! serves a [`Scenario`] on one listener, enforces the usage plans (overridable per
+//! operation, with usage counters), journals every request, and injects [`Fault`]s on
+//! demand.
 //!
 //! It is written from the published contracts (`specs/amazon/ordersV0.json`,
-//! `messaging.json`, `feeds_2021-06-30.json`, research notes §1–4 and §7) on its own,
-//! and must never:
+//! `tokens_2021-03-01.json`, `fulfillmentOutbound_2020-07-01.json`, `messaging.json`,
+//! `feeds_2021-06-30.json`, research notes §1–4 and §7–9) on its own, and must never:
 //! - share request/response types or parsing code with the connectors (`crate::model`,
 //!   `crate::sources`, …): every JSON body is built here field by field, so a misreading
 //!   of a contract on one side is caught by the other. Only `crate::clock` is shared;
@@ -18,19 +21,26 @@ mod amazon;
 mod chat;
 mod faults;
 mod feeds;
+mod fulfillment;
 mod journal;
 mod lwa;
 mod messaging;
+mod plans;
 mod scenario;
+mod scenario_fba;
 mod server;
 mod token;
+mod tokens;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sp_api;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -45,9 +55,15 @@ pub use faults::Fault;
 pub use feeds::{FeedStatus, SandboxFeed, SandboxRefund};
 pub use journal::{JournalEntry, MASK};
 pub use messaging::SentMessage;
+pub use plans::OperationUsage;
 pub use scenario::{
-    AmazonScenario, Amount, FulfillmentChannel, LwaCredentials, MARKETPLACE_CA, MARKETPLACE_US,
-    OrderStatus, OrderType, Scenario, ScenarioItem, ScenarioOrder, When,
+    AddressType, AmazonScenario, Amount, FulfillmentChannel, LwaCredentials, MARKETPLACE_CA,
+    MARKETPLACE_US, OrderStatus, OrderType, Scenario, ScenarioAddress, ScenarioBuyer, ScenarioItem,
+    ScenarioOrder, When,
+};
+pub use scenario_fba::{
+    FulfillmentOrderStatus, ScenarioFulfillmentItem, ScenarioFulfillmentOrder, ScenarioPackage,
+    ScenarioShipment, ScenarioTrackingEvent, ShipmentStatus, ShippingSpeed,
 };
 
 /// What can go wrong starting or steering the sandbox.
@@ -71,6 +87,10 @@ pub enum SandboxError {
     UnknownOrder(String),
     #[error("invalid order {id}: {message}")]
     InvalidOrder { id: String, message: String },
+    #[error("the sandbox has no fulfillment order {0}")]
+    UnknownFulfillmentOrder(String),
+    #[error("the sandbox has no package {0}")]
+    UnknownPackage(u32),
 }
 
 /// The signed webhook receiver's key when none is configured. Obviously fake.
@@ -159,9 +179,16 @@ impl Sandbox {
         let order_count = scenario.amazon.orders.len();
 
         let shared = Arc::new(Shared {
-            plans: Mutex::new(amazon::UsagePlans::new(scenario.amazon.rate_limits)),
+            plans: Mutex::new(plans::UsagePlans::new(
+                scenario.amazon.rate_limits,
+                amazon::usage_plans(),
+            )),
             amazon: Mutex::new(scenario.amazon),
+            orders_generation: AtomicU64::new(0),
+            order_index: Mutex::new(amazon::OrderIndex::default()),
             tokens: Mutex::new(HashMap::new()),
+            rdts: Mutex::new(tokens::RdtStore::default()),
+            refresh_revoked: AtomicBool::new(false),
             faults: Mutex::new(faults::FaultQueue::default()),
             messages: Mutex::new(Vec::new()),
             feeds: Mutex::new(feeds::FeedStore::default()),
@@ -277,9 +304,66 @@ impl Sandbox {
         lock(&self.shared.plans).set_enabled(enabled);
     }
 
+    /// Overrides `operation`'s usage plan (SP-API "dynamic usage plans": a seller's plan
+    /// may be lower or higher than the default). The bucket keeps its tokens, capped at
+    /// the new burst; 2xx answers state the new rate in `x-amzn-RateLimit-Limit`. A rate
+    /// or burst that is not a positive finite number (burst at least 1) is ignored.
+    pub fn set_usage_plan(&self, operation: &str, rate_per_second: f64, burst: f64) {
+        let valid = rate_per_second.is_finite()
+            && rate_per_second > 0.0
+            && burst.is_finite()
+            && burst >= 1.0;
+        if !valid {
+            tracing::warn!(
+                operation,
+                rate_per_second,
+                burst,
+                "sandbox usage plan ignored: rate must be > 0 and burst >= 1"
+            );
+            return;
+        }
+        let known = amazon::usage_plans().any(|(op, ..)| *op == operation)
+            || operation == messaging::SEND_INVOICE;
+        if !known {
+            // Still set: harmless, and a test may name an operation added later.
+            tracing::warn!(operation, "sandbox usage plan set for an unknown operation");
+        }
+        lock(&self.shared.plans).set_plan(operation, rate_per_second, burst);
+    }
+
+    /// What `operation` (an SP-API operation name) answered since the start or the last
+    /// [`Sandbox::reset_usage`].
+    pub fn usage(&self, operation: &str) -> OperationUsage {
+        lock(&self.shared.plans).usage(operation)
+    }
+
+    /// Zeroes every operation's usage counters (the buckets are left as they are).
+    pub fn reset_usage(&self) {
+        lock(&self.shared.plans).reset_usage();
+    }
+
     /// Forgets every issued access token, as if LWA had revoked them.
     pub fn revoke_access_tokens(&self) {
         lock(&self.shared.tokens).clear();
+    }
+
+    /// The seller revokes the application's authorization: LWA answers the refresh token
+    /// with `invalid_grant`, and every access token and Restricted Data Token issued so
+    /// far stops working. Until [`Sandbox::restore_refresh_token`].
+    pub fn revoke_refresh_token(&self) {
+        self.shared.refresh_revoked.store(true, Ordering::Release);
+        lock(&self.shared.tokens).clear();
+        lock(&self.shared.rdts).clear();
+    }
+
+    /// The seller authorizes the application again: the refresh token works again.
+    pub fn restore_refresh_token(&self) {
+        self.shared.refresh_revoked.store(false, Ordering::Release);
+    }
+
+    /// How many Restricted Data Tokens `createRestrictedDataToken` issued so far.
+    pub fn restricted_tokens_issued(&self) -> usize {
+        lock(&self.shared.rdts).issued()
     }
 
     /// The orders as the sandbox holds them now (times absolute), after processing any
@@ -313,6 +397,9 @@ impl Sandbox {
                 message,
             })?;
         *slot = changed;
+        // Under the lock, so no reader pairs the new orders with the old generation.
+        self.shared.orders_changed();
+        drop(amazon);
         Ok(())
     }
 
@@ -341,7 +428,127 @@ impl Sandbox {
             });
         }
         amazon.orders.push(order);
+        // Under the lock, so no reader pairs the new orders with the old generation.
+        self.shared.orders_changed();
+        drop(amazon);
         Ok(())
+    }
+
+    /// Adds an order that Amazon shows only `visible_after_seconds` after its
+    /// LastUpdateDate (by the sandbox clock): e.g. `last_updated: now` and 90 s, an
+    /// order a poller catches only through its window overlap.
+    pub fn add_late_order(
+        &self,
+        order: ScenarioOrder,
+        visible_after_seconds: u32,
+    ) -> Result<(), SandboxError> {
+        self.add_order(ScenarioOrder {
+            visible_after_seconds: Some(visible_after_seconds),
+            ..order
+        })
+    }
+
+    /// The fulfillment orders as the sandbox holds them now (times absolute).
+    pub fn fulfillment_orders(&self) -> Vec<ScenarioFulfillmentOrder> {
+        lock(&self.shared.amazon).fulfillment_orders.clone()
+    }
+
+    /// Adds a fulfillment order; relative times are measured from the clock's now, and
+    /// items and destination default from the Amazon order it names.
+    pub fn add_fulfillment_order(
+        &self,
+        mut fulfillment: ScenarioFulfillmentOrder,
+    ) -> Result<(), SandboxError> {
+        let now = self.shared.now();
+        let mut amazon = lock(&self.shared.amazon);
+        let invalid = |id: &str, message: String| SandboxError::InvalidOrder {
+            id: id.to_owned(),
+            message,
+        };
+        fulfillment
+            .validate()
+            .map_err(|m| invalid(&fulfillment.id, m))?;
+        fulfillment.fill_defaults(&amazon.orders);
+        fulfillment.pin_times(now);
+        let mut all = amazon.fulfillment_orders.clone();
+        all.push(fulfillment);
+        scenario_fba::validate_all(&all)
+            .map_err(|m| invalid(all.last().map_or("", |f| f.id.as_str()), m))?;
+        amazon.fulfillment_orders = all;
+        Ok(())
+    }
+
+    /// Changes a fulfillment order in place; relative times set by `change` are measured
+    /// from the clock's now. E.g. a status change:
+    /// `|f| { f.status = FulfillmentOrderStatus::Complete; f.status_updated = Some(When::now()); }`.
+    pub fn update_fulfillment_order(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut ScenarioFulfillmentOrder),
+    ) -> Result<(), SandboxError> {
+        let now = self.shared.now();
+        let mut amazon = lock(&self.shared.amazon);
+        let Some(index) = amazon.fulfillment_orders.iter().position(|f| f.id == id) else {
+            return Err(SandboxError::UnknownFulfillmentOrder(id.to_owned()));
+        };
+        let mut all = amazon.fulfillment_orders.clone();
+        let Some(slot) = all.get_mut(index) else {
+            return Err(SandboxError::UnknownFulfillmentOrder(id.to_owned()));
+        };
+        change(slot);
+        slot.fill_defaults(&amazon.orders);
+        slot.pin_times(now);
+        scenario_fba::validate_all(&all).map_err(|message| SandboxError::InvalidOrder {
+            id: id.to_owned(),
+            message,
+        })?;
+        amazon.fulfillment_orders = all;
+        Ok(())
+    }
+
+    /// Moves a package: its `currentStatus` becomes `status` (contract `CurrentStatus`,
+    /// e.g. `DELIVERED`) and a tracking event `event_code` (contract `EventCode`, e.g.
+    /// `EVENT_301`) is added now, where the last event happened (the destination when
+    /// there is none).
+    pub fn set_package_status(
+        &self,
+        package_number: u32,
+        status: &str,
+        event_code: &str,
+    ) -> Result<(), SandboxError> {
+        let now = self.shared.now();
+        let owner = lock(&self.shared.amazon)
+            .fulfillment_orders
+            .iter()
+            .find(|f| f.packages().any(|(_, p)| p.number == package_number))
+            .map(|f| f.id.clone())
+            .ok_or(SandboxError::UnknownPackage(package_number))?;
+        self.update_fulfillment_order(&owner, |f| {
+            let destination = f.destination.clone();
+            let package = f
+                .shipments
+                .iter_mut()
+                .flat_map(|s| s.packages.iter_mut())
+                .find(|p| p.number == package_number);
+            if let Some(package) = package {
+                let (city, state, country) =
+                    match package.events.iter().max_by_key(|e| e.at.resolve(now)) {
+                        Some(last) => (last.city.clone(), last.state.clone(), last.country.clone()),
+                        None => destination
+                            .map(|d| (d.city, d.state_or_region, d.country_code))
+                            .unwrap_or_default(),
+                    };
+                package.status = status.to_owned();
+                package.events.push(ScenarioTrackingEvent {
+                    at: When::At(now),
+                    code: event_code.to_owned(),
+                    description: None,
+                    city,
+                    state,
+                    country,
+                });
+            }
+        })
     }
 
     /// Stops accepting, lets in-flight requests finish (at most five seconds).
@@ -372,17 +579,26 @@ impl Drop for Sandbox {
 
 /// State shared by the handlers.
 ///
-/// Lock order, where two are held: `feeds` before `amazon`. Nothing locks `feeds` while
-/// holding `amazon`.
+/// Lock order, where two are held: `feeds` before `amazon` before `order_index`. Nothing
+/// locks `feeds` while holding `amazon`, nor `amazon` while holding `order_index`.
 struct Shared {
     clock: SharedClock,
     /// `http://IP:PORT` of the listener, for the URLs the sandbox hands out.
     base_url: String,
     /// Settings and orders, times pinned to absolute values.
     amazon: Mutex<AmazonScenario>,
+    /// Bumped by whatever changes `amazon.orders` (add, update, a processed feed),
+    /// while still holding `amazon`, so getOrders' index knows to rebuild.
+    orders_generation: AtomicU64,
+    /// getOrders' sorted view of `amazon.orders`.
+    order_index: Mutex<amazon::OrderIndex>,
     /// Issued access tokens and when they expire.
     tokens: Mutex<HashMap<String, DateTime<Utc>>>,
-    plans: Mutex<amazon::UsagePlans>,
+    /// Issued Restricted Data Tokens.
+    rdts: Mutex<tokens::RdtStore>,
+    /// The seller revoked the application's authorization (`invalid_grant`).
+    refresh_revoked: AtomicBool,
+    plans: Mutex<plans::UsagePlans>,
     faults: Mutex<faults::FaultQueue>,
     /// Messages accepted by the Messaging API.
     messages: Mutex<Vec<SentMessage>>,
@@ -399,6 +615,11 @@ impl Shared {
     /// Now, in whole seconds like every date the contract shows.
     fn now(&self) -> DateTime<Utc> {
         whole_seconds(self.clock.now())
+    }
+
+    /// Tells getOrders' index that `amazon.orders` changed.
+    fn orders_changed(&self) {
+        self.orders_generation.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -447,6 +668,18 @@ impl Operation {
             ("GET", ["orders", "v0", "orders", id, "orderItems"]) if !id.is_empty() => {
                 Operation::SpApi(amazon::GET_ORDER_ITEMS)
             }
+            ("GET", ["orders", "v0", "orders", id, "buyerInfo"]) if !id.is_empty() => {
+                Operation::SpApi(amazon::GET_ORDER_BUYER_INFO)
+            }
+            ("GET", ["orders", "v0", "orders", id, "address"]) if !id.is_empty() => {
+                Operation::SpApi(amazon::GET_ORDER_ADDRESS)
+            }
+            ("POST", ["tokens", "2021-03-01", "restrictedDataToken"]) => {
+                Operation::SpApi(tokens::CREATE_RESTRICTED_DATA_TOKEN)
+            }
+            (_, ["fba", "outbound", "2020-07-01", rest @ ..]) => {
+                fulfillment::classify(method, rest).map_or(Operation::Unknown, Operation::SpApi)
+            }
             (_, ["messaging", "v1", "orders", id, rest @ ..]) if !id.is_empty() => {
                 messaging::classify(method, rest).map_or(Operation::Unknown, Operation::SpApi)
             }
@@ -489,7 +722,7 @@ impl Operation {
     fn paging_parameter(&self) -> Option<&'static str> {
         match self.sp_api_name()? {
             amazon::GET_ORDERS | amazon::GET_ORDER_ITEMS => Some("NextToken"),
-            feeds::GET_FEEDS => Some("nextToken"),
+            feeds::GET_FEEDS | fulfillment::LIST_ALL_FULFILLMENT_ORDERS => Some("nextToken"),
             _ => None,
         }
     }
@@ -497,7 +730,7 @@ impl Operation {
 
 /// Paths answered in the SP-API error shape when nothing else matches.
 fn is_sp_api_path(path: &str) -> bool {
-    ["/orders/", "/messaging/", "/feeds/"]
+    ["/orders/", "/messaging/", "/feeds/", "/tokens/", "/fba/"]
         .iter()
         .any(|prefix| path.starts_with(prefix))
 }

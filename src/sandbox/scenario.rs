@@ -2,7 +2,8 @@
 //! scenario file or built in code. Times are relative to the sandbox's start, so a
 //! shipped scenario stays realistic on any day.
 //!
-//! These are the sandbox's own types. They describe a seller's data in the sandbox's
+//! These are the sandbox's own types (the FBA fulfillment orders are in
+//! `scenario_fba.rs`). They describe a seller's data in the sandbox's
 //! words (snake_case, amounts per unit); `amazon.rs` turns them into the contract's JSON.
 
 use std::fmt;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::SandboxError;
+use super::scenario_fba::ScenarioFulfillmentOrder;
 
 /// Amazon.com (US).
 pub const MARKETPLACE_US: &str = "ATVPDKIKX0DER";
@@ -87,6 +89,10 @@ impl Scenario {
         if amazon.items_page_size == 0 {
             return Err("amazon.items_page_size must be at least 1".to_owned());
         }
+        if amazon.fulfillment_page_size == 0 {
+            return Err("amazon.fulfillment_page_size must be at least 1".to_owned());
+        }
+        super::scenario_fba::validate_all(&amazon.fulfillment_orders)?;
         let mut seen = std::collections::HashSet::new();
         for (index, order) in amazon.orders.iter().enumerate() {
             order
@@ -102,10 +108,16 @@ impl Scenario {
         Ok(())
     }
 
-    /// Turns every relative time into an absolute one, measured from `now`.
+    /// Turns every relative time into an absolute one, measured from `now`, and fills
+    /// fulfillment orders' defaults from the Amazon orders they name.
     pub(super) fn pin_times(&mut self, now: DateTime<Utc>) {
         for order in &mut self.amazon.orders {
             order.pin_times(now);
+        }
+        let orders = &self.amazon.orders;
+        for fulfillment in &mut self.amazon.fulfillment_orders {
+            fulfillment.fill_defaults(orders);
+            fulfillment.pin_times(now);
         }
     }
 }
@@ -122,6 +134,11 @@ pub struct AmazonScenario {
     /// Enforce the SP-API usage plans (token buckets per operation).
     pub rate_limits: bool,
     pub orders: Vec<ScenarioOrder>,
+    /// listAllFulfillmentOrders page size (the contract does not say Amazon's).
+    pub fulfillment_page_size: u32,
+    /// FBA Multi-Channel Fulfillment orders (Fulfillment Outbound 2020-07-01).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fulfillment_orders: Vec<ScenarioFulfillmentOrder>,
 }
 
 impl Default for AmazonScenario {
@@ -132,6 +149,8 @@ impl Default for AmazonScenario {
             items_page_size: 100,
             rate_limits: true,
             orders: Vec::new(),
+            fulfillment_page_size: 50,
+            fulfillment_orders: Vec::new(),
         }
     }
 }
@@ -307,6 +326,17 @@ pub struct ScenarioOrder {
     pub business: bool,
     #[serde(default)]
     pub items: Vec<ScenarioItem>,
+    /// Amazon shows the order (getOrders, getOrder and the other Orders operations) only
+    /// once the clock reaches `LastUpdateDate` + this many seconds: an order that a
+    /// poller catches only through its window overlap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_after_seconds: Option<u32>,
+    /// `BuyerInfo` (restricted); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer: Option<ScenarioBuyer>,
+    /// `ShippingAddress` (restricted); generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<ScenarioAddress>,
     /// Raw contract fields merged into the `Order` JSON last (a `null` removes a field),
     /// for cases this format does not model.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -335,6 +365,9 @@ impl Default for ScenarioOrder {
             prime: false,
             business: false,
             items: Vec::new(),
+            visible_after_seconds: None,
+            buyer: None,
+            shipping_address: None,
             extra: Map::new(),
         }
     }
@@ -405,6 +438,51 @@ impl ScenarioOrder {
         self.last_updated.unwrap_or(self.purchased).resolve(now)
     }
 
+    /// Whether Amazon shows the order at `now` (see `visible_after_seconds`).
+    pub fn is_visible(&self, now: DateTime<Utc>) -> bool {
+        match self.visible_after_seconds {
+            None => true,
+            Some(delay) => self.last_update_date(now) + TimeDelta::seconds(i64::from(delay)) <= now,
+        }
+    }
+
+    /// `BuyerName`: the scenario's, or one made up from the order id.
+    pub fn buyer_name(&self) -> String {
+        self.buyer
+            .as_ref()
+            .and_then(|b| b.name.clone())
+            .unwrap_or_else(|| generated_name(seed(&self.id)))
+    }
+
+    /// `BuyerEmail`: the scenario's, or an anonymised relay address made up from the
+    /// order id, as Amazon hands out (`…@marketplace.amazon.com`).
+    pub fn buyer_email(&self) -> String {
+        self.buyer
+            .as_ref()
+            .and_then(|b| b.email.clone())
+            .unwrap_or_else(|| generated_email(seed(&self.id)))
+    }
+
+    /// `PurchaseOrderNumber`, only when the scenario gives one.
+    pub fn purchase_order_number(&self) -> Option<String> {
+        self.buyer
+            .as_ref()
+            .and_then(|b| b.purchase_order_number.clone())
+    }
+
+    /// `ShippingAddress`: the scenario's, or one made up from the order id in the
+    /// marketplace's country, addressed to [`Self::buyer_name`].
+    pub fn ship_to(&self) -> ScenarioAddress {
+        self.shipping_address.clone().unwrap_or_else(|| {
+            let mut address = generated_address(seed(&self.id), &self.marketplace);
+            address.name = self.buyer_name();
+            if self.business {
+                address.address_type = AddressType::Commercial;
+            }
+            address
+        })
+    }
+
     pub fn currency_code(&self) -> String {
         self.currency.clone().unwrap_or_else(|| {
             match self.marketplace.as_str() {
@@ -439,6 +517,16 @@ impl ScenarioOrder {
         }
         if self.marketplace.trim().is_empty() {
             return Err("marketplace is empty".to_owned());
+        }
+        if let Some(address) = &self.shipping_address {
+            address
+                .validate()
+                .map_err(|e| format!("shipping_address: {e}"))?;
+        }
+        if let Some(email) = self.buyer.as_ref().and_then(|b| b.email.as_deref())
+            && !email.contains('@')
+        {
+            return Err(format!("buyer.email {email:?} is not an e-mail address"));
         }
         let mut seen = std::collections::HashSet::new();
         for item in &self.items {
@@ -492,6 +580,189 @@ pub(super) fn is_amazon_order_id(id: &str) -> bool {
             .iter()
             .zip(&parts)
             .all(|(len, part)| part.len() == *len && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The buyer behind an order, as restricted data shows it (`BuyerInfo`). Every field
+/// is optional: what is missing is made up from the order id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScenarioBuyer {
+    /// `BuyerName`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `BuyerEmail`: Amazon's anonymised relay address, `…@marketplace.amazon.com`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `PurchaseOrderNumber`, for business buyers who entered one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purchase_order_number: Option<String>,
+}
+
+/// `AddressType` of a shipping address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum AddressType {
+    #[default]
+    Residential,
+    Commercial,
+}
+
+impl AddressType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddressType::Residential => "Residential",
+            AddressType::Commercial => "Commercial",
+        }
+    }
+}
+
+/// A postal address in the sandbox's words; the Orders and Fulfillment Outbound
+/// contracts spell it differently and are written from it field by field.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScenarioAddress {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub company: Option<String>,
+    pub address_line1: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_line2: Option<String>,
+    pub city: String,
+    pub state_or_region: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    pub address_type: AddressType,
+}
+
+impl ScenarioAddress {
+    pub(super) fn validate(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("name", &self.name),
+            ("address_line1", &self.address_line1),
+            ("city", &self.city),
+            ("postal_code", &self.postal_code),
+        ] {
+            if value.trim().is_empty() {
+                return Err(format!("{field} is empty"));
+            }
+        }
+        if self.country_code.len() != 2
+            || !self.country_code.bytes().all(|b| b.is_ascii_uppercase())
+        {
+            return Err(format!(
+                "country_code {:?} is not an ISO 3166-1 alpha-2 code like US",
+                self.country_code
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A stable number from a text (FNV-1a), so made-up buyers stay the same every run.
+pub(super) fn seed(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn pick<T: Copy>(list: &[T], seed: u64) -> Option<T> {
+    let len = u64::try_from(list.len()).ok().filter(|&n| n > 0)?;
+    usize::try_from(seed % len)
+        .ok()
+        .and_then(|i| list.get(i).copied())
+}
+
+const FIRST_NAMES: [&str; 12] = [
+    "Maya", "Daniel", "Priya", "Lucas", "Hannah", "Omar", "Grace", "Mateo", "Chloe", "Ethan",
+    "Amara", "Noah",
+];
+const LAST_NAMES: [&str; 12] = [
+    "Whitfield",
+    "Okafor",
+    "Lindqvist",
+    "Moreau",
+    "Castillo",
+    "Brennan",
+    "Nakamura",
+    "Singh",
+    "Kowalski",
+    "Haddad",
+    "Ferreira",
+    "Dubois",
+];
+const STREETS: [&str; 8] = [
+    "Maple Avenue",
+    "Harbor Street",
+    "Cedar Lane",
+    "Pinecrest Drive",
+    "Willow Road",
+    "Summit Boulevard",
+    "Lakeview Terrace",
+    "Orchard Way",
+];
+/// (city, state, ZIP, phone area code).
+const US_CITIES: [(&str, &str, &str, &str); 8] = [
+    ("Seattle", "WA", "98109", "206"),
+    ("Portland", "OR", "97209", "503"),
+    ("Austin", "TX", "78701", "512"),
+    ("Denver", "CO", "80202", "303"),
+    ("Chicago", "IL", "60607", "312"),
+    ("Brooklyn", "NY", "11211", "718"),
+    ("Columbus", "OH", "43215", "614"),
+    ("Raleigh", "NC", "27601", "919"),
+];
+const CA_CITIES: [(&str, &str, &str, &str); 4] = [
+    ("Toronto", "ON", "M5V 2T6", "416"),
+    ("Vancouver", "BC", "V6B 1A1", "604"),
+    ("Montreal", "QC", "H2Y 1C6", "514"),
+    ("Calgary", "AB", "T2P 1J9", "403"),
+];
+
+pub(super) fn generated_name(seed: u64) -> String {
+    let first = pick(&FIRST_NAMES, seed).unwrap_or("Alex");
+    let last = pick(&LAST_NAMES, seed / 13).unwrap_or("Morgan");
+    format!("{first} {last}")
+}
+
+/// Amazon's relay addresses look like `0k8q2v3xz5lm9wd@marketplace.amazon.com`.
+pub(super) fn generated_email(seed: u64) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut n = seed;
+    let local: String = (0..15)
+        .map(|_| {
+            let index = usize::try_from(n % 36).unwrap_or(0);
+            n = n / 36 + seed.rotate_left(7);
+            ALPHABET.get(index).map_or('x', |&b| char::from(b))
+        })
+        .collect();
+    format!("{local}@marketplace.amazon.com")
+}
+
+/// A made-up address in the marketplace's country (US unless Canada), with a phone
+/// number from the 555-01xx range reserved for fiction.
+pub(super) fn generated_address(seed: u64, marketplace: &str) -> ScenarioAddress {
+    let (country, cities): (&str, &[(&str, &str, &str, &str)]) = if marketplace == MARKETPLACE_CA {
+        ("CA", &CA_CITIES)
+    } else {
+        ("US", &US_CITIES)
+    };
+    let (city, state, postal, area) =
+        pick(cities, seed / 7).unwrap_or(("Seattle", "WA", "98109", "206"));
+    let street = pick(&STREETS, seed / 11).unwrap_or("Main Street");
+    ScenarioAddress {
+        name: generated_name(seed),
+        company: None,
+        address_line1: format!("{} {street}", 100 + seed % 9800),
+        address_line2: None,
+        city: city.to_owned(),
+        state_or_region: state.to_owned(),
+        postal_code: postal.to_owned(),
+        country_code: country.to_owned(),
+        phone: Some(format!("+1 {area}-555-01{:02}", seed % 100)),
+        address_type: AddressType::Residential,
+    }
 }
 
 /// One line of an order.

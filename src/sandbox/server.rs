@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use super::journal::{self, JournalEntry, PendingEntry};
 use super::{
-    Fault, Operation, Shared, amazon, chat, faults, feeds, is_sp_api_path, lock, lwa, messaging,
+    Fault, Operation, Shared, amazon, chat, faults, feeds, fulfillment, is_sp_api_path, lock, lwa,
+    messaging, tokens,
 };
 
 /// Bodies above this are refused (413); nothing the sandbox fakes sends more.
@@ -32,6 +33,30 @@ pub(super) fn router(state: Arc<Shared>) -> Router {
         .route(
             "/orders/v0/orders/{order_id}/orderItems",
             get(amazon::get_order_items),
+        )
+        .route(
+            "/orders/v0/orders/{order_id}/buyerInfo",
+            get(amazon::get_order_buyer_info),
+        )
+        .route(
+            "/orders/v0/orders/{order_id}/address",
+            get(amazon::get_order_address),
+        )
+        .route(
+            "/tokens/2021-03-01/restrictedDataToken",
+            post(tokens::create_restricted_data_token),
+        )
+        .route(
+            "/fba/outbound/2020-07-01/fulfillmentOrders",
+            get(fulfillment::list_all_fulfillment_orders),
+        )
+        .route(
+            "/fba/outbound/2020-07-01/fulfillmentOrders/{seller_fulfillment_order_id}",
+            get(fulfillment::get_fulfillment_order),
+        )
+        .route(
+            "/fba/outbound/2020-07-01/tracking",
+            get(fulfillment::get_package_tracking_details),
         )
         .route(
             "/messaging/v1/orders/{order_id}",
@@ -88,6 +113,8 @@ async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) 
     if path.starts_with("/_sandbox/") && operation == Operation::Unknown {
         return next.run(req).await;
     }
+    // Usage counts when a call arrived, on tokio's clock like the buckets.
+    let arrived = tokio::time::Instant::now();
     let query = req.uri().query().map(str::to_owned);
     let (parts, body) = req.into_parts();
     // In the journal from here on, even if the client hangs up mid-way.
@@ -132,9 +159,15 @@ async fn front_door(State(state): State<Arc<Shared>>, req: Request, next: Next) 
         None => next.run(req).await,
     };
     if operation.sp_api_name().is_some() || is_sp_api_path(&path) {
-        amazon::decorate(&operation, &mut response);
+        amazon::decorate(&state, &operation, &mut response);
     }
     let status = response.status().as_u16();
+    // Throttles are counted where the usage plan refuses; everything else not 429 here.
+    if let Some(name) = operation.sp_api_name()
+        && status != 429
+    {
+        lock(&state.plans).record_answer(name, arrived);
+    }
     tracing::debug!(
         operation = %operation.name(),
         %path,

@@ -782,7 +782,7 @@ async fn get_order_and_items_follow_the_contract() -> TestResult {
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
     let unimplemented = h
         .get(
-            "/orders/v0/orders/113-0000002-0000002/buyerInfo",
+            "/orders/v0/orders/113-0000002-0000002/regulatedInfo",
             &token,
             &[],
         )
