@@ -47,6 +47,7 @@ fn orders(n: usize) -> Vec<StoredOrder> {
                 }),
                 buyer_requested_cancel: false,
                 buyer_cancel_reason: None,
+                details: Default::default(),
             };
             StoredOrder {
                 order: Order {
@@ -74,6 +75,7 @@ fn orders(n: usize) -> Vec<StoredOrder> {
                     is_prime: i % 3 == 0,
                     is_business: false,
                     items: vec![item(0), item(1)],
+                    details: Default::default(),
                 },
                 status_since: purchase,
                 first_seen: purchase,

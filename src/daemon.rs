@@ -111,7 +111,20 @@ pub struct Daemon {
     planned: Notify,
     /// Bearer token of the HTTP approval API, if configured.
     approval_token: Option<secrecy::SecretString>,
+    /// Sources whose credentials were refused, and when they were last tried.
+    halted: std::sync::Mutex<HashMap<String, Halted>>,
 }
+
+/// A source stopped because its credentials were refused.
+#[derive(Debug, Clone)]
+struct Halted {
+    since: DateTime<Utc>,
+    last_try: DateTime<Utc>,
+}
+
+/// How often a source with refused credentials is quietly tried again (one LWA call):
+/// a person fixing the grant should not need a restart.
+const CREDENTIAL_RETRY: Duration = Duration::hours(1);
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,32 +218,20 @@ impl Daemon {
         let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
             HashMap::new();
         for settings in pending_sources {
-            // The executor has its own token cache: acting never waits on polling.
-            let http = http::client(&settings.user_agent)?;
-            let lwa = crate::sources::amazon::lwa::LwaClient::new(
-                http.clone(),
-                settings.account.lwa_endpoint.clone(),
-                settings.credentials.clone(),
-                clock.clone(),
-                settings.retry,
-            );
-            let api = Arc::new(crate::executors::amazon::api::SpApi::new(
-                http,
-                settings.account.endpoint.clone(),
-                lwa,
-                settings.retry,
-            ));
+            // One client per account: the poller and the executors share its token
+            // cache and usage-plan buckets, as Amazon counts them together.
+            let api = settings.client(clock.clone())?;
             actions.insert(
                 format!("amazon/{}", settings.account.name),
                 Arc::new(crate::executors::amazon::AmazonExecutor::new(
                     &settings.account.name,
                     settings.account.seller_id.clone(),
-                    api,
+                    api.clone(),
                     templates.clone(),
                     Duration::seconds(config.executor.feed_poll_seconds),
                 )),
             );
-            sources.push(AmazonSource::new(settings, clock.clone())?);
+            sources.push(AmazonSource::new(settings.account, api));
         }
 
         telemetry::rules_loaded(rule_set.rules.len());
@@ -269,17 +270,180 @@ impl Daemon {
             rules_pass: Mutex::new(()),
             planned: Notify::new(),
             approval_token,
+            halted: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
-    /// Poll one source and store what it read.
+    /// Poll one source and store what it read; then, once a day, the reconciliation
+    /// sweep. A source whose credentials are refused stops: ops are alerted once, and it
+    /// is tried again quietly every hour until the grant works.
     pub async fn poll(&self, source: &dyn OrderSource) -> Result<PollReport, sources::SourceError> {
-        let result = sources::poll_once(source, self.store.as_ref(), self.clock.now()).await;
+        let now = self.clock.now();
+        if let Some(halted) = self.halted(source.key())
+            && now - halted.last_try < CREDENTIAL_RETRY
+        {
+            return Err(sources::SourceError::Halted {
+                since: halted.since,
+            });
+        }
+        let result = sources::poll_once(source, self.store.as_ref(), now).await;
         match &result {
-            Ok(report) => telemetry::poll_succeeded(source.key(), report),
-            Err(error) => telemetry::poll_failed(source.key(), error),
+            Ok(report) => {
+                telemetry::poll_succeeded(source.key(), report);
+                self.credentials_work(source.key(), now).await?;
+                self.reconcile(source, now).await?;
+            }
+            Err(error) if error.is_credentials() => {
+                self.record_poll_failure(source.key(), error, now).await?;
+                self.credentials_refused(source.key(), error, now).await?;
+            }
+            Err(error) => {
+                telemetry::poll_failed(source.key(), error);
+                self.record_poll_failure(source.key(), error, now).await?;
+            }
         }
         result
+    }
+
+    /// A failed poll in the audit trail (subject `source:<key>`), with the upstream's
+    /// error as it answered (`code: message (details)` of SP-API's `errors[]`).
+    async fn record_poll_failure(
+        &self,
+        key: &str,
+        error: &sources::SourceError,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let operation = match error {
+            sources::SourceError::Upstream { operation, .. } => Some(*operation),
+            _ => None,
+        };
+        self.store
+            .record_decisions(&[Decision {
+                at: now,
+                subject: Subject::named("source", key).to_string(),
+                trigger: "poll".to_owned(),
+                event_id: None,
+                rule: "(poll)".to_owned(),
+                rule_version: String::new(),
+                outcome: "failed".to_owned(),
+                detail: serde_json::json!({ "operation": operation, "error": error.to_string() }),
+            }])
+            .await
+    }
+
+    fn halted(&self, key: &str) -> Option<Halted> {
+        self.halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
+    }
+
+    /// Whether a source is stopped for refused credentials.
+    pub fn is_halted(&self, key: &str) -> bool {
+        self.halted(key).is_some()
+    }
+
+    async fn credentials_refused(
+        &self,
+        key: &str,
+        error: &sources::SourceError,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let first = {
+            let mut halted = self
+                .halted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entry = halted.entry(key.to_owned()).or_insert(Halted {
+                since: now,
+                last_try: now,
+            });
+            entry.last_try = now;
+            entry.since == now
+        };
+        if !first {
+            return Ok(());
+        }
+        telemetry::credentials_failing(key, error);
+        let text = format!(
+            "Credentials failing for {key}: {error}. Polling of this account has stopped and \
+             its actions will fail; renew the authorisation (refresh token) in the config. \
+             nightdesk tries again every hour and says so when it works."
+        );
+        let topic = format!("credentials/{key}/{}", now.timestamp());
+        if let Some(alert) = self.system_alert(&topic, text) {
+            self.record(None, vec![alert], now).await?;
+        }
+        Ok(())
+    }
+
+    async fn credentials_work(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let was = self
+            .halted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
+        let Some(was) = was else {
+            return Ok(());
+        };
+        tracing::info!(source = key, "Credentials accepted again; polling resumes.");
+        let text = format!(
+            "Credentials for {key} work again; polling resumed (stopped since {}).",
+            was.since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let topic = format!("credentials/{key}/{}/ok", was.since.timestamp());
+        if let Some(alert) = self.system_alert(&topic, text) {
+            self.record(None, vec![alert], now).await?;
+        }
+        Ok(())
+    }
+
+    /// The daily reconciliation sweep of a source, when due; alerts when the regular
+    /// polls had missed anything. A failed sweep is logged and tried at the next poll.
+    async fn reconcile(
+        &self,
+        source: &dyn OrderSource,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !sources::sweep_due(source, self.store.as_ref(), now).await? {
+            return Ok(());
+        }
+        let report = match sources::sweep(source, self.store.as_ref(), now).await {
+            Ok(report) => report,
+            Err(error) => {
+                telemetry::poll_failed(&sources::sweep_key(source), &error);
+                return Ok(());
+            }
+        };
+        telemetry::sweep_finished(source.key(), &report);
+        if report.missed.is_empty() {
+            return Ok(());
+        }
+        const SHOWN: usize = 10;
+        let mut ids = report
+            .missed
+            .iter()
+            .take(SHOWN)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if report.missed.len() > SHOWN {
+            ids.push_str(&format!(" and {} more", report.missed.len() - SHOWN));
+        }
+        let text = format!(
+            "Reconciliation of {}: {} order(s) updated in the last {} hours had been missed by \
+             the regular polls and are stored now: {ids}. Frequent misses mean the poll \
+             overlap is too short for how late Amazon shows updates.",
+            source.key(),
+            report.missed.len(),
+            source.window_policy().sweep_span.num_hours(),
+        );
+        let topic = format!("sweep/{}/{}", source.key(), now.timestamp());
+        if let Some(alert) = self.system_alert(&topic, text) {
+            self.record(None, vec![alert], now).await?;
+        }
+        Ok(())
     }
 
     /// Give every unseen event to the rules and put what they ask for in the outbox.

@@ -185,6 +185,250 @@ pub struct OrderItem {
     /// The buyer used the marketplace's official "request cancellation" path.
     pub buyer_requested_cancel: bool,
     pub buyer_cancel_reason: Option<String>,
+    /// Everything else the marketplace says about the item.
+    #[serde(default)]
+    pub details: ItemDetails,
+}
+
+/// The marketplace's further facts about an order item (Amazon `OrderItem` fields
+/// beyond the ones every channel has). Amazon leaves prices, taxes, discounts and the
+/// gift flag out while an order is Pending, so every field may be absent. Values of
+/// closed sets that nightdesk only shows (conditions, categories) are kept as sent, so
+/// a value Amazon adds later is shown rather than refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ItemDetails {
+    pub shipping_price: Option<Money>,
+    pub shipping_tax: Option<Money>,
+    pub shipping_discount: Option<Money>,
+    pub shipping_discount_tax: Option<Money>,
+    pub promotion_discount: Option<Money>,
+    pub promotion_discount_tax: Option<Money>,
+    /// Cash on delivery (Japan): the fee and its discount.
+    pub cod_fee: Option<Money>,
+    pub cod_fee_discount: Option<Money>,
+    /// The seller's promotion ids that applied.
+    pub promotion_ids: Vec<String>,
+    pub is_gift: Option<bool>,
+    /// `New`, `Used`, `Collectible`, `Refurbished`, `Preorder`, `Club`.
+    pub condition_id: Option<String>,
+    /// `Mint`, `Good`, `Acceptable`, …
+    pub condition_subtype_id: Option<String>,
+    pub condition_note: Option<String>,
+    /// The delivery window the buyer booked (scheduled delivery, seller-fulfilled).
+    pub scheduled_delivery_start: Option<DateTime<Utc>>,
+    pub scheduled_delivery_end: Option<DateTime<Utc>>,
+    /// `BusinessPrice` when the item sold at an Amazon Business price.
+    pub price_designation: Option<String>,
+    pub serial_number_required: Option<bool>,
+    /// Serial numbers Amazon recorded for the item (FBA).
+    pub serial_numbers: Vec<String>,
+    /// The item needs a Transparency code when shipped.
+    pub is_transparency: Option<bool>,
+    /// The Import One-Stop Shop number Amazon collected EU VAT under.
+    pub ioss_number: Option<String>,
+    pub store_chain_store_id: Option<String>,
+    /// `IOSS` or `UOSS`: Amazon is the deemed reseller for VAT.
+    pub deemed_reseller_category: Option<String>,
+    /// Units in one ordered item (a six-pack is 6), `ProductInfo.NumberOfItems`.
+    pub number_of_items: Option<i64>,
+    /// Amazon Points granted with the item (Japan).
+    pub points_granted: Option<PointsGranted>,
+    /// Who collected the tax (marketplace facilitator rules).
+    pub tax_collection: Option<TaxCollection>,
+    /// `SUBSCRIBE_AND_SAVE`, `FBM_SHIP_PLUS`, …
+    pub amazon_programs: Vec<String>,
+    pub shipping_constraints: ShippingConstraints,
+    /// `CUSTOMER_PREFERENCE`, `AMAZON_RECOMMENDED`, `DO_NOT_SUBSTITUTE` (grocery).
+    pub substitution_type: Option<String>,
+    pub substitution_options: Vec<SubstitutionOption>,
+}
+
+/// Amazon Points granted with an item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PointsGranted {
+    pub points: Option<i64>,
+    pub value: Option<Money>,
+}
+
+/// Who collected an item's tax, and under which model (`MarketplaceFacilitator`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaxCollection {
+    pub model: Option<String>,
+    pub responsible_party: Option<String>,
+}
+
+/// What the carrier must do on delivery; each is `MANDATORY` when it applies and absent
+/// otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShippingConstraints {
+    pub pallet_delivery: Option<String>,
+    pub signature_confirmation: Option<String>,
+    pub recipient_identity_verification: Option<String>,
+    pub recipient_age_verification: Option<String>,
+}
+
+/// A product the buyer accepts instead of an item that is out of stock.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SubstitutionOption {
+    pub asin: Option<String>,
+    pub sku: Option<String>,
+    pub title: Option<String>,
+    pub quantity_ordered: Option<i64>,
+}
+
+/// The marketplace's further facts about an order (Amazon `Order` fields beyond the
+/// ones every channel has). Never holds restricted (personal) data: that is
+/// [`BuyerDetails`], read on demand and never stored. Values of closed sets that
+/// nightdesk only shows are kept as sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderDetails {
+    /// The seller's own order id, when the seller set one.
+    pub seller_order_id: Option<String>,
+    /// The storefront, e.g. `Amazon.com`, `Amazon.de`.
+    pub sales_channel: Option<String>,
+    pub order_channel: Option<String>,
+    /// The shipping speed as the buyer chose it (free text, e.g. `Std US D2D Dom`).
+    pub ship_service_level: Option<String>,
+    /// `Expedited`, `FreeEconomy`, `NextDay`, `Priority`, `SameDay`, `SecondDay`,
+    /// `Scheduled`, `Standard`.
+    pub shipment_service_level_category: Option<String>,
+    /// `COD`, `CVS` or `Other`.
+    pub payment_method: Option<String>,
+    /// `CreditCard`, `GiftCertificate`, `Invoice`, `Standard`, …
+    pub payment_method_details: Vec<String>,
+    pub number_of_items_shipped: Option<i64>,
+    pub number_of_items_unshipped: Option<i64>,
+    pub is_premium: Option<bool>,
+    /// A replacement the seller sent for `replaced_order_id`.
+    pub is_replacement: Option<bool>,
+    pub replaced_order_id: Option<String>,
+    pub is_global_express: Option<bool>,
+    /// Sold by Amazon Business (AB).
+    pub is_sold_by_ab: Option<bool>,
+    /// Sold by Amazon on the seller's behalf ("Invoicing by Amazon", IBA).
+    pub is_iba: Option<bool>,
+    /// In-store pickup.
+    pub is_ispu: Option<bool>,
+    /// Delivered to an Amazon Hub or another access point.
+    pub is_access_point: Option<bool>,
+    pub has_regulated_items: Option<bool>,
+    /// The seller set the estimated ship date (long-lead-time orders).
+    pub is_estimated_ship_date_set: Option<bool>,
+    /// Easy Ship only: `PendingSchedule`, `PendingPickUp`, `PickedUp`, `Delivered`, …
+    pub easy_ship_shipment_status: Option<String>,
+    /// `NotRequired`, `NotFound`, `Processing`, `Errored`, `Accepted`.
+    pub electronic_invoice_status: Option<String>,
+    /// When the seller must answer a `SourcingOnDemandOrder`.
+    pub promise_response_due_date: Option<DateTime<Utc>>,
+    /// The seller's supply source (warehouse) the order ships from.
+    pub fulfillment_supply_source_id: Option<String>,
+    /// `INDIVIDUAL` or `BUSINESS`: which invoice the buyer asked for.
+    pub buyer_invoice_preference: Option<String>,
+    /// Where the order goes, as far as Amazon tells without a Restricted Data Token.
+    pub ship_to: Option<ShippingArea>,
+}
+
+/// The non-personal part of a shipping address: enough to match one customer across
+/// channels, never enough to reach them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShippingArea {
+    pub city: Option<String>,
+    pub state_or_region: Option<String>,
+    pub postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country_code: Option<String>,
+}
+
+/// An order's buyer: restricted (personal) data, read on demand with a Restricted Data
+/// Token and never stored. It is not `Serialize`, so it cannot end up in the store, a
+/// log line or the audit by accident, and its `Debug` only says which fields are there.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BuyerDetails {
+    pub name: Option<String>,
+    /// The marketplace's anonymised relay address, not the buyer's own.
+    pub email: Option<String>,
+    pub company: Option<String>,
+    /// A business buyer's purchase order number.
+    pub purchase_order_number: Option<String>,
+    /// Absent while the order is Pending or Canceled.
+    pub shipping_address: Option<BuyerAddress>,
+}
+
+/// A buyer's shipping address (restricted data, see [`BuyerDetails`]).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct BuyerAddress {
+    pub name: Option<String>,
+    pub company: Option<String>,
+    pub line1: Option<String>,
+    pub line2: Option<String>,
+    pub line3: Option<String>,
+    pub city: Option<String>,
+    pub county: Option<String>,
+    pub district: Option<String>,
+    pub municipality: Option<String>,
+    pub state_or_region: Option<String>,
+    pub postal_code: Option<String>,
+    pub country_code: Option<String>,
+    /// Amazon withholds it for FBA orders and after the delivery window.
+    pub phone: Option<String>,
+    /// `Residential` or `Commercial`.
+    pub address_type: Option<String>,
+}
+
+/// `Some(..)` or `None`: whether a personal field is there, never its value.
+struct Presence(bool);
+
+impl fmt::Debug for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0 { "Some(..)" } else { "None" })
+    }
+}
+
+fn present(value: &Option<String>) -> Presence {
+    Presence(value.is_some())
+}
+
+impl fmt::Debug for BuyerDetails {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuyerDetails")
+            .field("name", &present(&self.name))
+            .field("email", &present(&self.email))
+            .field("company", &present(&self.company))
+            .field(
+                "purchase_order_number",
+                &present(&self.purchase_order_number),
+            )
+            .field("shipping_address", &self.shipping_address)
+            .finish()
+    }
+}
+
+impl fmt::Debug for BuyerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuyerAddress")
+            .field("name", &present(&self.name))
+            .field("company", &present(&self.company))
+            .field("line1", &present(&self.line1))
+            .field("line2", &present(&self.line2))
+            .field("line3", &present(&self.line3))
+            .field("city", &present(&self.city))
+            .field("county", &present(&self.county))
+            .field("district", &present(&self.district))
+            .field("municipality", &present(&self.municipality))
+            .field("state_or_region", &present(&self.state_or_region))
+            .field("postal_code", &present(&self.postal_code))
+            .field("country_code", &present(&self.country_code))
+            .field("phone", &present(&self.phone))
+            .field("address_type", &present(&self.address_type))
+            .finish()
+    }
 }
 
 /// An order as the marketplace last reported it.
@@ -208,6 +452,8 @@ pub struct Order {
     pub is_prime: bool,
     pub is_business: bool,
     pub items: Vec<OrderItem>,
+    #[serde(default)]
+    pub details: OrderDetails,
 }
 
 impl Order {

@@ -63,6 +63,38 @@ pub fn poll_failed(source: &str, error: &SourceError) {
     tracing::error!(source, error = %error, "Poll failed; the window will be read again next time.");
 }
 
+/// An order on a listing page that breaks the contract: logged and skipped.
+pub fn order_skipped(source: &str, order: &str, reason: &str) {
+    counter!("nightdesk_orders_skipped_total", "source" => source.to_owned()).increment(1);
+    tracing::warn!(
+        source,
+        order,
+        reason,
+        "Order skipped: its data breaks the contract."
+    );
+}
+
+/// The daily reconciliation sweep ran; `missed` orders had escaped the regular polls.
+pub fn sweep_finished(source: &str, report: &crate::sources::SweepReport) {
+    counter!("nightdesk_sweep_missed_orders_total", "source" => source.to_owned())
+        .increment(report.missed.len() as u64);
+    if report.missed.is_empty() {
+        tracing::info!(
+            source,
+            listed = report.listed,
+            "Reconciliation sweep found nothing missed."
+        );
+    } else {
+        tracing::warn!(source, listed = report.listed, missed = ?report.missed, "Reconciliation sweep found orders the regular polls missed.");
+    }
+}
+
+/// An account's credentials were refused; its polling stops until they are fixed.
+pub fn credentials_failing(source: &str, error: &SourceError) {
+    counter!("nightdesk_credential_failures_total", "source" => source.to_owned()).increment(1);
+    tracing::error!(source, error = %error, "Credentials refused; polling of this account stops until they are fixed.");
+}
+
 pub fn rule_failed(rule: &str, error: &crate::rules::RuleError, quarantined: bool) {
     let class = if matches!(error, crate::rules::RuleError::Limit { .. }) {
         "limit"

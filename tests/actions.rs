@@ -730,3 +730,78 @@ async fn two_executors_on_postgres_perform_every_action_exactly_once() {
         assert_eq!(h.sandbox.webhook_effects().len(), 60);
     }
 }
+
+/// A template that greets the buyer by name gets it through a Restricted Data Token,
+/// for that message only; one that does not never asks for one.
+#[tokio::test]
+async fn a_template_that_reads_the_buyer_fetches_it_with_a_restricted_data_token() {
+    let scenario = default_scenario().unwrap_or_else(|e| panic!("{e}"));
+    for h in harnesses(&scenario).await {
+        templates(&h);
+        let written = std::fs::write(
+            h.rules_dir().join("templates").join("greeting.en.txt"),
+            "{% if buyer %}Hello {{ buyer.first_name }}, w{% else %}W{% endif %}e are checking your order {{ order.id }}.\n",
+        );
+        if let Err(e) = written {
+            panic!("{e}");
+        }
+        let d = daemon(&h, &config("", ""));
+        poll(&h, &d).await;
+        let greeting = ActionRequest::NotifyBuyer {
+            order: UNSHIPPED.into(),
+            message_type: "confirmOrderDetails".into(),
+            template: "greeting".into(),
+        };
+        plan(
+            &h,
+            &[action(
+                "t",
+                UNSHIPPED,
+                notify(UNSHIPPED, "confirmOrderDetails"),
+                "t|plain",
+            )],
+        )
+        .await;
+        execute(&h, &d).await;
+        assert_eq!(
+            h.sandbox.restricted_tokens_issued(),
+            0,
+            "{}: not for a plain template",
+            h.label()
+        );
+        plan(&h, &[action("t", UNSHIPPED, greeting, "t|greeting")]).await;
+        execute(&h, &d).await;
+        assert_eq!(row(&h, "t|greeting").await.state, "done", "{}", h.label());
+        assert_eq!(h.sandbox.restricted_tokens_issued(), 1, "{}", h.label());
+        let Some(buyer) = h
+            .sandbox
+            .orders()
+            .into_iter()
+            .find(|o| o.id == UNSHIPPED)
+            .map(|o| o.buyer_name())
+        else {
+            panic!("no order {UNSHIPPED}")
+        };
+        let first = buyer
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let sent = h.sandbox.messages(Some(UNSHIPPED));
+        assert_eq!(sent.len(), 2, "{}", h.label());
+        assert!(
+            sent[1].text.starts_with(&format!("Hello {first}, we")),
+            "{}",
+            sent[1].text
+        );
+        // The name reaches the buyer's message and nothing of nightdesk's own records.
+        let audit = h.store.store.audit_log(None).await.unwrap_or_default();
+        assert!(
+            audit.iter().all(|e| !format!("{e:?}").contains(&buyer)),
+            "{}",
+            h.label()
+        );
+        let row = row(&h, "t|greeting").await;
+        assert!(!format!("{row:?}").contains(&buyer), "{}", h.label());
+    }
+}

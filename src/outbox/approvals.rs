@@ -131,6 +131,7 @@ mod tests {
             tax: None,
             buyer_requested_cancel: false,
             buyer_cancel_reason: None,
+            details: Default::default(),
         };
         let t = chrono::DateTime::<Utc>::MIN_UTC;
         StoredOrder {
@@ -155,6 +156,7 @@ mod tests {
                 is_prime: false,
                 is_business: false,
                 items: vec![item("1", 2, "40.00"), item("2", 1, "59.00")],
+                details: Default::default(),
             },
             status_since: t,
             first_seen: t,

@@ -263,6 +263,7 @@ impl FixtureOrder {
                 tax: None,
                 buyer_requested_cancel: i.buyer_cancel_reason.is_some(),
                 buyer_cancel_reason: i.buyer_cancel_reason.clone(),
+                details: Default::default(),
             })
             .collect();
         let order = Order {
@@ -283,6 +284,7 @@ impl FixtureOrder {
             is_prime: self.prime,
             is_business: false,
             items,
+            details: Default::default(),
         };
         Ok(StoredOrder {
             order,

@@ -75,6 +75,8 @@ pub const FALLBACK_LANGUAGE: &str = "en";
 /// Placeholder paths of the context the daemon renders with (for
 /// [`Templates::unknown_placeholders`]). Every key is always present; values may be
 /// `none` (`shipment`, `message`, `refund`, dates, `order.total`, shipment details).
+/// `buyer` is restricted data: fetched (Amazon: with a Restricted Data Token) only
+/// when the template reads it, and `none` when the marketplace does not give it.
 pub const CONTEXT_PATHS: &[&str] = &[
     "order.language",
     "order.timezone",
@@ -109,6 +111,8 @@ pub const CONTEXT_PATHS: &[&str] = &[
     "message.order_id_found",
     "message.tracking_number_found",
     "refund.amount",
+    "buyer.name",
+    "buyer.first_name",
 ];
 
 /// Context values that are whole objects: any path below them is accepted.
@@ -531,6 +535,23 @@ impl Templates {
             }
         }
         errors
+    }
+
+    /// Whether any language variant of template `name` reads a placeholder under
+    /// `root` (e.g. `buyer`), so restricted data is fetched only for messages that
+    /// show it.
+    pub fn reads(&self, name: &str, root: &str) -> bool {
+        let Some(languages) = self.variants.get(name) else {
+            return false;
+        };
+        languages.values().any(|variant| {
+            self.env.get_template(&variant.key).is_ok_and(|template| {
+                template
+                    .undeclared_variables(true)
+                    .iter()
+                    .any(|path| path.split('.').next() == Some(root))
+            })
+        })
     }
 
     /// A content hash of the whole set (file names and texts): 12 hex digits, recorded with
@@ -1594,6 +1615,25 @@ mod tests {
         };
         let shown = dir.path().join("x.de.txt").display().to_string();
         assert!(e.to_string().starts_with(&format!("{shown}:3: ")), "{e}");
+    }
+
+    #[test]
+    fn templates_that_read_the_buyer_are_told_apart() {
+        let t = build(&[
+            (
+                "hello.en.txt",
+                "{% if buyer %}Hello {{ buyer.first_name }},{% endif %} order {{ order.id }}\n",
+            ),
+            ("hello.de.txt", "Bestellung {{ order.id }}\n"),
+            ("plain.en.txt", "Order {{ order.id }}\n"),
+        ]);
+        assert!(t.reads("hello", "buyer"));
+        assert!(!t.reads("plain", "buyer"));
+        assert!(!t.reads("missing", "buyer"));
+        assert!(
+            t.unknown_placeholders(CONTEXT_PATHS, CONTEXT_OBJECTS)
+                .is_empty()
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ fn stored(status: OrderStatus, purchased_days_ago: i64) -> StoredOrder {
             is_prime: false,
             is_business: false,
             items: vec![],
+            details: Default::default(),
         },
         status_since: purchase,
         first_seen: purchase,

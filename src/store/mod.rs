@@ -1,5 +1,6 @@
-//! The store: orders and their items, the events an upsert emits, poll checkpoints, the
-//! outbox and the audit log. SQLite (one instance, default) or PostgreSQL (several).
+//! The store: orders and their items, parcels, the events an upsert emits, poll
+//! checkpoints, the outbox and the audit log. SQLite (one instance, default) or
+//! PostgreSQL (several).
 //!
 //! Both backends run the same SQL, written once in [`sql`]; times are stored as epoch
 //! milliseconds so the schema is portable. A store never decides anything: it records
@@ -7,7 +8,7 @@
 //!
 //! Invariants it keeps:
 //! - a poll checkpoint moves only in the transaction that stores the orders it covers;
-//! - an order version already stored produces no second event;
+//! - an order version (or a parcel's description) already stored produces no second event;
 //! - an idempotency key enters the outbox once;
 //! - a completion whose lease was taken over (stale fence) is rejected.
 
@@ -23,7 +24,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::config::StoreTarget;
-use crate::model::{Event, Order, PlannedAction, SalesChannel, StoredOrder, Subject};
+use crate::model::{Event, Order, PlannedAction, SalesChannel, Shipment, StoredOrder, Subject};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -66,6 +67,27 @@ pub struct IngestReport {
     /// Orders skipped as already known (the overlap of windows) or older than stored.
     pub unchanged: usize,
     pub events: usize,
+}
+
+/// What one `record_shipments` stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipmentReport {
+    /// Parcels seen for the first time.
+    pub new: usize,
+    /// Known parcels now described differently (with or without an event).
+    pub updated: usize,
+    /// Re-reports identical to what is stored, or older than it.
+    pub unchanged: usize,
+    pub events: usize,
+}
+
+impl ShipmentReport {
+    pub fn add(&mut self, other: &ShipmentReport) {
+        self.new += other.new;
+        self.updated += other.updated;
+        self.unchanged += other.unchanged;
+        self.events += other.events;
+    }
 }
 
 /// An action an executor holds under a lease.
@@ -201,9 +223,25 @@ pub trait Store: Send + Sync {
         &self,
         source: &str,
         orders: &[Order],
-        watermark: DateTime<Utc>,
+        watermark: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<IngestReport, StoreError>;
+
+    /// In one transaction: upsert the parcels of `subject` and emit events for the
+    /// rules. A parcel new or with a changed normalised status emits `TrackingUpdated`
+    /// (`from` is `None` when new); one entering `Exception` (or changing its reason
+    /// there) also emits `ShipmentException`. An identical re-report, or one whose last
+    /// scan is older than the stored one, changes nothing; other changes (a newer scan,
+    /// an ETA) are stored without an event.
+    async fn record_shipments(
+        &self,
+        subject: &Subject,
+        shipments: &[Shipment],
+        now: DateTime<Utc>,
+    ) -> Result<ShipmentReport, StoreError>;
+
+    /// The parcels of `subject`, in the order they were first seen.
+    async fn shipments(&self, subject: &Subject) -> Result<Vec<Shipment>, StoreError>;
 
     /// Events recorded at or after `since`, oldest first (seen by the rules or not).
     async fn events_since(&self, since: DateTime<Utc>) -> Result<Vec<Event>, StoreError>;

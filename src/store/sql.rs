@@ -5,11 +5,14 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::model::{Money, Order, OrderItem, StoredOrder};
+use crate::model::{
+    EventKind, Money, Order, OrderItem, Shipment, StoredOrder, Subject, TrackingStatus,
+};
 
 use super::{StoreError, from_ms};
 
-/// Content hash of an order version: equal hashes mean nothing changed.
+/// Content hash of an order version: equal hashes mean nothing changed. The items are
+/// part of the order's JSON, details and all, so a change inside an item counts.
 pub(super) fn content_hash(order: &Order) -> Result<String, StoreError> {
     let json = serde_json::to_vec(order).map_err(|e| corrupt("order", e))?;
     Ok(hex::encode(Sha256::digest(&json)))
@@ -20,6 +23,12 @@ pub(super) fn order_body(order: &Order) -> Result<String, StoreError> {
     let mut without_items = order.clone();
     without_items.items.clear();
     serde_json::to_string(&without_items).map_err(|e| corrupt("order", e))
+}
+
+/// An item as stored in `order_items.body`.
+pub(super) fn item_body(order: &Order, item: &OrderItem) -> Result<String, StoreError> {
+    serde_json::to_string(item)
+        .map_err(|e| corrupt(&format!("item {} of order {}", item.id, order.id), e))
 }
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -56,11 +65,12 @@ pub(super) type ItemRow = (
     Option<String>,
     i64,
     Option<String>,
+    Option<String>,
 );
 
 pub(super) const ORDER_COLUMNS: &str =
     "o.channel, o.order_id, o.status_since, o.first_seen, o.body";
-pub(super) const ITEM_COLUMNS: &str = "i.channel, i.order_id, i.item_id, i.asin, i.sku, i.title, i.quantity_ordered, i.quantity_shipped, i.price_amount, i.price_currency, i.tax_amount, i.tax_currency, i.buyer_requested_cancel, i.buyer_cancel_reason";
+pub(super) const ITEM_COLUMNS: &str = "i.channel, i.order_id, i.item_id, i.asin, i.sku, i.title, i.quantity_ordered, i.quantity_shipped, i.price_amount, i.price_currency, i.tax_amount, i.tax_currency, i.buyer_requested_cancel, i.buyer_cancel_reason, i.body";
 
 fn money(amount: Option<String>, currency: Option<String>) -> Option<Money> {
     Some(Money {
@@ -76,13 +86,30 @@ pub(super) fn assemble(
 ) -> Result<Vec<StoredOrder>, StoreError> {
     let mut by_order: std::collections::HashMap<(String, String), Vec<OrderItem>> =
         Default::default();
-    for (channel, order_id, item_id, asin, sku, title, qo, qs, pa, pc, ta, tc, cancel, reason) in
-        items
+    for (
+        channel,
+        order_id,
+        item_id,
+        asin,
+        sku,
+        title,
+        qo,
+        qs,
+        pa,
+        pc,
+        ta,
+        tc,
+        cancel,
+        reason,
+        body,
+    ) in items
     {
-        by_order
-            .entry((channel, order_id))
-            .or_default()
-            .push(OrderItem {
+        let item = match body {
+            // The whole item, as ingested.
+            Some(body) => serde_json::from_str(&body)
+                .map_err(|e| corrupt(&format!("item {item_id} of order {order_id}"), e))?,
+            // Written before items were stored whole: what the columns hold.
+            None => OrderItem {
                 id: item_id,
                 asin,
                 sku,
@@ -93,7 +120,10 @@ pub(super) fn assemble(
                 tax: money(ta, tc),
                 buyer_requested_cancel: cancel != 0,
                 buyer_cancel_reason: reason,
-            });
+                details: Default::default(),
+            },
+        };
+        by_order.entry((channel, order_id)).or_default().push(item);
     }
     orders
         .into_iter()
@@ -259,6 +289,80 @@ pub(super) fn status_since(order: &Order, previous: Option<(&str, i64)>) -> Date
     }
 }
 
+/// A parcel as stored in `shipments.body`.
+pub(super) fn shipment_body(subject: &Subject, shipment: &Shipment) -> Result<String, StoreError> {
+    serde_json::to_string(shipment).map_err(|e| corrupt(&shipment_name(subject, shipment), e))
+}
+
+/// A stored parcel, read back; a body that does not parse is corrupt data, named.
+pub(super) fn parse_shipment(subject: &str, body: &str) -> Result<Shipment, StoreError> {
+    serde_json::from_str(body).map_err(|e| corrupt(&format!("shipment of {subject}"), e))
+}
+
+fn shipment_name(subject: &Subject, shipment: &Shipment) -> String {
+    format!(
+        "shipment {} {} of {subject}",
+        shipment.carrier, shipment.tracking_number
+    )
+}
+
+/// What a report of a parcel changes against what is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ShipmentChange {
+    /// Identical to what is stored, or older than it: nothing to write.
+    Unchanged,
+    /// Not stored yet.
+    New(Vec<EventKind>),
+    /// Stored, and now described differently; events only when that matters to rules.
+    Updated(Vec<EventKind>),
+}
+
+/// Compare a parcel's report with the stored description and say which events it makes:
+/// `TrackingUpdated` when the normalised status changes (or the parcel is new), and
+/// `ShipmentException` when it enters `Exception` or, already there, its reason changes
+/// (a delay that becomes a loss is a new problem). Anything else (a newer scan, an ETA)
+/// is written without an event.
+pub(super) fn shipment_change(previous: Option<&Shipment>, next: &Shipment) -> ShipmentChange {
+    let exception = || EventKind::ShipmentException {
+        reason: next
+            .exception_reason
+            .clone()
+            .unwrap_or_else(|| "other".to_owned()),
+    };
+    let Some(previous) = previous else {
+        let mut events = vec![EventKind::TrackingUpdated {
+            from: None,
+            to: next.status,
+        }];
+        if next.status == TrackingStatus::Exception {
+            events.push(exception());
+        }
+        return ShipmentChange::New(events);
+    };
+    // Reports arrive from more than one source and out of order; one whose last scan is
+    // older than the stored one would move the parcel backwards.
+    let older = matches!(
+        (previous.last_event_at, next.last_event_at),
+        (Some(stored), Some(reported)) if reported < stored
+    );
+    if previous == next || older {
+        return ShipmentChange::Unchanged;
+    }
+    let mut events = Vec::new();
+    if previous.status != next.status {
+        events.push(EventKind::TrackingUpdated {
+            from: Some(previous.status),
+            to: next.status,
+        });
+    }
+    let new_problem = previous.status != TrackingStatus::Exception
+        || previous.exception_reason != next.exception_reason;
+    if next.status == TrackingStatus::Exception && new_problem {
+        events.push(exception());
+    }
+    ShipmentChange::Updated(events)
+}
+
 macro_rules! sql_store {
     ($store:ty, backend = $backend:literal, claim_sql = $claim_sql:expr) => {
         impl $store {
@@ -327,7 +431,7 @@ macro_rules! sql_store {
                 &self,
                 source: &str,
                 orders: &[$crate::model::Order],
-                watermark: chrono::DateTime<chrono::Utc>,
+                watermark: Option<chrono::DateTime<chrono::Utc>>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::IngestReport, $crate::store::StoreError> {
                 use $crate::store::{sql, to_ms};
@@ -381,8 +485,8 @@ macro_rules! sql_store {
                         .await?;
                     for (position, item) in order.items.iter().enumerate() {
                         sqlx::query(
-                            "INSERT INTO order_items (channel, order_id, item_id, position, asin, sku, title, quantity_ordered, quantity_shipped, price_amount, price_currency, tax_amount, tax_currency, buyer_requested_cancel, buyer_cancel_reason)
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                            "INSERT INTO order_items (channel, order_id, item_id, position, asin, sku, title, quantity_ordered, quantity_shipped, price_amount, price_currency, tax_amount, tax_currency, buyer_requested_cancel, buyer_cancel_reason, body)
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                              ON CONFLICT (channel, order_id, item_id) DO NOTHING",
                         )
                         .bind(order.channel.as_str())
@@ -400,6 +504,7 @@ macro_rules! sql_store {
                         .bind(item.tax.as_ref().map(|m| m.currency.as_str()))
                         .bind(i64::from(item.buyer_requested_cancel))
                         .bind(item.buyer_cancel_reason.as_deref())
+                        .bind(sql::item_body(order, item)?)
                         .execute(&mut *tx)
                         .await?;
                     }
@@ -418,19 +523,105 @@ macro_rules! sql_store {
                         report.events += 1;
                     }
                 }
-                sqlx::query(
-                    "INSERT INTO checkpoints (source, watermark, updated_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (source) DO UPDATE SET
-                       watermark = CASE WHEN excluded.watermark > checkpoints.watermark THEN excluded.watermark ELSE checkpoints.watermark END,
-                       updated_at = excluded.updated_at",
-                )
-                .bind(source)
-                .bind(to_ms(watermark))
-                .bind(to_ms(now))
-                .execute(&mut *tx)
-                .await?;
+                if let Some(watermark) = watermark {
+                    sqlx::query(
+                        "INSERT INTO checkpoints (source, watermark, updated_at) VALUES ($1, $2, $3)
+                         ON CONFLICT (source) DO UPDATE SET
+                           watermark = CASE WHEN excluded.watermark > checkpoints.watermark THEN excluded.watermark ELSE checkpoints.watermark END,
+                           updated_at = excluded.updated_at",
+                    )
+                    .bind(source)
+                    .bind(to_ms(watermark))
+                    .bind(to_ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(report)
+            }
+
+            async fn record_shipments(
+                &self,
+                subject: &$crate::model::Subject,
+                shipments: &[$crate::model::Shipment],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::ShipmentReport, $crate::store::StoreError> {
+                use $crate::store::sql::{self, ShipmentChange};
+                use $crate::store::to_ms;
+                let mut report = $crate::store::ShipmentReport::default();
+                if shipments.is_empty() {
+                    return Ok(report);
+                }
+                let mut tx = self.write_tx().await?;
+                for shipment in shipments {
+                    let stored: Option<(String,)> = sqlx::query_as(
+                        "SELECT body FROM shipments WHERE subject = $1 AND carrier = $2 AND tracking_number = $3",
+                    )
+                    .bind(subject.as_str())
+                    .bind(&shipment.carrier)
+                    .bind(&shipment.tracking_number)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let previous = stored
+                        .map(|(body,)| sql::parse_shipment(subject.as_str(), &body))
+                        .transpose()?;
+                    let events = match sql::shipment_change(previous.as_ref(), shipment) {
+                        ShipmentChange::Unchanged => {
+                            report.unchanged += 1;
+                            continue;
+                        }
+                        ShipmentChange::New(events) => {
+                            report.new += 1;
+                            events
+                        }
+                        ShipmentChange::Updated(events) => {
+                            report.updated += 1;
+                            events
+                        }
+                    };
+                    sqlx::query(
+                        "INSERT INTO shipments (subject, carrier, tracking_number, status, body, first_seen, updated_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $6)
+                         ON CONFLICT (subject, carrier, tracking_number) DO UPDATE SET
+                           status = excluded.status, body = excluded.body, updated_at = excluded.updated_at",
+                    )
+                    .bind(subject.as_str())
+                    .bind(&shipment.carrier)
+                    .bind(&shipment.tracking_number)
+                    .bind(shipment.status.as_str())
+                    .bind(sql::shipment_body(subject, shipment)?)
+                    .bind(to_ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                    for kind in events {
+                        let payload = serde_json::to_string(&kind).map_err(|e| sql::corrupt("event", e))?;
+                        sqlx::query("INSERT INTO events (subject, kind, payload, at) VALUES ($1, $2, $3, $4)")
+                            .bind(subject.as_str())
+                            .bind(kind.name())
+                            .bind(payload)
+                            .bind(to_ms(now))
+                            .execute(&mut *tx)
+                            .await?;
+                        report.events += 1;
+                    }
+                }
+                tx.commit().await?;
+                Ok(report)
+            }
+
+            async fn shipments(
+                &self,
+                subject: &$crate::model::Subject,
+            ) -> Result<Vec<$crate::model::Shipment>, $crate::store::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT body FROM shipments WHERE subject = $1 ORDER BY first_seen, carrier, tracking_number",
+                )
+                .bind(subject.as_str())
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|(body,)| $crate::store::sql::parse_shipment(subject.as_str(), &body))
+                    .collect()
             }
 
             async fn events_since(&self, since: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::model::Event>, $crate::store::StoreError> {

@@ -5,7 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use super::testing;
 use super::*;
 use crate::model::{
-    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, PlannedAction,
+    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, PlannedAction, Shipment,
+    TrackingStatus,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -53,6 +54,7 @@ fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
                 }),
                 buyer_requested_cancel: true,
                 buyer_cancel_reason: Some("Found cheaper".into()),
+                details: Default::default(),
             },
             OrderItem {
                 id: "item-2".into(),
@@ -65,8 +67,10 @@ fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
                 tax: None,
                 buyer_requested_cancel: false,
                 buyer_cancel_reason: None,
+                details: Default::default(),
             },
         ],
+        details: Default::default(),
     }
 }
 
@@ -102,7 +106,7 @@ async fn ingest_emits_events_only_for_changes_and_moves_the_watermark_forward()
         assert_eq!(s.checkpoint("amazon/us").await?, None, "{}", t.label);
 
         let r = s
-            .ingest("amazon/us", &[a.clone(), b.clone()], t0(), t0())
+            .ingest("amazon/us", &[a.clone(), b.clone()], Some(t0()), t0())
             .await?;
         assert_eq!((r.stored, r.unchanged, r.events), (2, 0, 2), "{}", t.label);
         assert_eq!(s.checkpoint("amazon/us").await?, Some(t0()), "{}", t.label);
@@ -112,7 +116,7 @@ async fn ingest_emits_events_only_for_changes_and_moves_the_watermark_forward()
             .ingest(
                 "amazon/us",
                 &[a.clone(), b.clone()],
-                t0() + Duration::minutes(5),
+                Some(t0() + Duration::minutes(5)),
                 t0(),
             )
             .await?;
@@ -121,13 +125,18 @@ async fn ingest_emits_events_only_for_changes_and_moves_the_watermark_forward()
         // A status change is one event with from and to.
         let shipped = order(&a.id, OrderStatus::Unshipped, t0() + Duration::hours(1));
         let r = s
-            .ingest("amazon/us", &[shipped], t0() + Duration::hours(1), t0())
+            .ingest(
+                "amazon/us",
+                &[shipped],
+                Some(t0() + Duration::hours(1)),
+                t0(),
+            )
             .await?;
         assert_eq!(r.events, 1, "{}", t.label);
 
         // An older version arriving late changes nothing.
         let r = s
-            .ingest("amazon/us", std::slice::from_ref(&a), t0(), t0())
+            .ingest("amazon/us", std::slice::from_ref(&a), Some(t0()), t0())
             .await?;
         assert_eq!((r.stored, r.events), (0, 0), "{}", t.label);
         // ...and the watermark never moves back.
@@ -181,8 +190,13 @@ async fn orders_round_trip_with_items_and_status_age() -> Result<(), StoreError>
     for t in stores().await {
         let s = &t.store;
         let pending = order("111-0000003-0000003", OrderStatus::Pending, t0());
-        s.ingest("amazon/us", std::slice::from_ref(&pending), t0(), t0())
-            .await?;
+        s.ingest(
+            "amazon/us",
+            std::slice::from_ref(&pending),
+            Some(t0()),
+            t0(),
+        )
+        .await?;
         let stored = s.order(SalesChannel::Amazon, &pending.id).await?;
         let Some(stored) = stored else {
             panic!("{}: order not found", t.label)
@@ -193,7 +207,7 @@ async fn orders_round_trip_with_items_and_status_age() -> Result<(), StoreError>
         assert!(stored.order.buyer_requested_cancel(), "{}", t.label);
 
         let later = order(&pending.id, OrderStatus::Shipped, t0() + Duration::days(1));
-        s.ingest("amazon/us", &[later], t0(), t0()).await?;
+        s.ingest("amazon/us", &[later], Some(t0()), t0()).await?;
         let stored = s.order(SalesChannel::Amazon, &pending.id).await?;
         assert_eq!(
             stored.map(|o| o.status_since),
@@ -213,8 +227,13 @@ async fn open_orders_leave_out_closed_and_old_ones() -> Result<(), StoreError> {
         let canceled = order("111-0000005-0000005", OrderStatus::Canceled, t0());
         let mut old = order("111-0000006-0000006", OrderStatus::Shipped, t0());
         old.purchase_date = t0() - Duration::days(200);
-        s.ingest("amazon/us", &[open.clone(), canceled, old], t0(), t0())
-            .await?;
+        s.ingest(
+            "amazon/us",
+            &[open.clone(), canceled, old],
+            Some(t0()),
+            t0(),
+        )
+        .await?;
         let found = s.open_orders(t0() - Duration::days(90)).await?;
         let ids: Vec<&str> = found.iter().map(|o| o.order.id.as_str()).collect();
         assert_eq!(ids, vec![open.id.as_str()], "{}", t.label);
@@ -230,7 +249,7 @@ async fn plan_inserts_each_key_once_and_marks_the_event_seen() -> Result<(), Sto
         s.ingest(
             "amazon/us",
             &[order("111-0000007-0000007", OrderStatus::Pending, t0())],
-            t0(),
+            Some(t0()),
             t0(),
         )
         .await?;
@@ -476,6 +495,324 @@ async fn actions_are_counted_per_kind_and_rule_for_caps() -> Result<(), StoreErr
             "{}",
             t.label
         );
+    }
+    Ok(())
+}
+
+/// Run one statement on the test's database beside the store, as an older version of
+/// nightdesk (or a person) would have left it.
+async fn raw_sql(t: &testing::TestStore, statement: &'static str) -> Result<(), StoreError> {
+    if let Some(path) = &t.sqlite_path {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = sqlx::SqlitePool::connect_with(options).await?;
+        sqlx::query(statement).execute(&pool).await?;
+        pool.close().await;
+    } else if let Some(url) = &t.postgres_url {
+        let pool = sqlx::PgPool::connect(url).await?;
+        sqlx::query(statement).execute(&pool).await?;
+        pool.close().await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn items_are_read_from_their_body_and_old_rows_from_the_columns() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let o = order("111-0000008-0000008", OrderStatus::Unshipped, t0());
+        s.ingest("amazon/us", std::slice::from_ref(&o), None, t0())
+            .await?;
+        // The body is what is read: a column changed behind the store's back is not.
+        raw_sql(&t, "UPDATE order_items SET title = 'from the column'").await?;
+        let stored = s.order(SalesChannel::Amazon, &o.id).await?.map(|s| s.order);
+        assert_eq!(stored.as_ref(), Some(&o), "{}", t.label);
+
+        // A row written before items had a body is read from its columns.
+        raw_sql(
+            &t,
+            "UPDATE order_items SET body = NULL,
+               title = CASE WHEN item_id = 'item-1' THEN 'Kettle' ELSE NULL END",
+        )
+        .await?;
+        let stored = s.order(SalesChannel::Amazon, &o.id).await?.map(|s| s.order);
+        assert_eq!(stored.as_ref(), Some(&o), "{}", t.label);
+        let open = s.open_orders(t0() - Duration::days(90)).await?;
+        assert_eq!(open.len(), 1, "{}", t.label);
+        assert_eq!(open[0].order.items, o.items, "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_change_inside_an_item_is_a_new_version() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let o = order("111-0000009-0000009", OrderStatus::Unshipped, t0());
+        s.ingest("amazon/us", std::slice::from_ref(&o), None, t0())
+            .await?;
+        // Same order, same update time, same status: only an item differs.
+        let mut shipped = o.clone();
+        shipped.items[1].quantity_shipped = 2;
+        let r = s
+            .ingest("amazon/us", std::slice::from_ref(&shipped), None, t0())
+            .await?;
+        assert_eq!((r.stored, r.unchanged, r.events), (1, 0, 0), "{}", t.label);
+        let stored = s.order(SalesChannel::Amazon, &o.id).await?.map(|s| s.order);
+        assert_eq!(stored, Some(shipped), "{}", t.label);
+    }
+    Ok(())
+}
+
+fn parcel(number: &str, status: TrackingStatus) -> Shipment {
+    Shipment {
+        carrier: "UPS".into(),
+        tracking_number: number.into(),
+        tracking_url: Some(format!("https://www.swiship.com/track?id={number}")),
+        status,
+        exception_reason: None,
+        raw_code: Some("IN_TRANSIT/EVENT_202".into()),
+        status_text: Some("Departure scan".into()),
+        last_event_at: Some(t0()),
+        last_event_location: Some("Phoenix, AZ, US".into()),
+        estimated_delivery: Some(t0() + Duration::days(3)),
+    }
+}
+
+fn problem(number: &str, reason: &str, at: DateTime<Utc>) -> Shipment {
+    Shipment {
+        exception_reason: Some(reason.into()),
+        raw_code: Some("IN_TRANSIT/EVENT_402".into()),
+        status_text: Some("Customs clearance delay".into()),
+        last_event_at: Some(at),
+        ..parcel(number, TrackingStatus::Exception)
+    }
+}
+
+fn kinds(events: &[Event]) -> Vec<EventKind> {
+    events.iter().map(|e| e.kind.clone()).collect()
+}
+
+#[tokio::test]
+async fn a_new_parcel_is_stored_with_one_tracking_event() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::order(SalesChannel::Amazon, "111-0000010-0000010");
+        let p = parcel("1Z0000000000000010", TrackingStatus::InTransit);
+        let r = s
+            .record_shipments(&subject, std::slice::from_ref(&p), t0())
+            .await?;
+        assert_eq!(
+            (r.new, r.updated, r.unchanged, r.events),
+            (1, 0, 0, 1),
+            "{}",
+            t.label
+        );
+        let events = s.pending_events(10).await?;
+        assert_eq!(
+            kinds(&events),
+            vec![EventKind::TrackingUpdated {
+                from: None,
+                to: TrackingStatus::InTransit
+            }],
+            "{}",
+            t.label
+        );
+        assert_eq!(events[0].subject, subject, "{}", t.label);
+        assert_eq!(events[0].at, t0(), "{}", t.label);
+        assert_eq!(s.shipments(&subject).await?, vec![p], "{}", t.label);
+        let other = Subject::named("fulfillment", "nobody");
+        assert!(s.shipments(&other).await?.is_empty(), "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_parcel_again_changes_nothing() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::order(SalesChannel::Amazon, "111-0000011-0000011");
+        let p = parcel("1Z0000000000000011", TrackingStatus::InTransit);
+        s.record_shipments(&subject, std::slice::from_ref(&p), t0())
+            .await?;
+        let r = s
+            .record_shipments(
+                &subject,
+                std::slice::from_ref(&p),
+                t0() + Duration::hours(1),
+            )
+            .await?;
+        assert_eq!(
+            (r.new, r.updated, r.unchanged, r.events),
+            (0, 0, 1, 0),
+            "{}",
+            t.label
+        );
+        assert_eq!(s.pending_events(10).await?.len(), 1, "{}", t.label);
+
+        // A newer scan and ETA with the same status: stored, no event.
+        let later = Shipment {
+            last_event_at: Some(t0() + Duration::hours(5)),
+            estimated_delivery: Some(t0() + Duration::days(4)),
+            ..p.clone()
+        };
+        let r = s
+            .record_shipments(&subject, std::slice::from_ref(&later), t0())
+            .await?;
+        assert_eq!((r.updated, r.events), (1, 0), "{}", t.label);
+        assert_eq!(
+            s.shipments(&subject).await?,
+            vec![later.clone()],
+            "{}",
+            t.label
+        );
+
+        // A report older than the stored one (another source, a late answer) is ignored.
+        let stale = parcel("1Z0000000000000011", TrackingStatus::LabelCreated);
+        let r = s
+            .record_shipments(&subject, std::slice::from_ref(&stale), t0())
+            .await?;
+        assert_eq!((r.unchanged, r.events), (1, 0), "{}", t.label);
+        assert_eq!(s.shipments(&subject).await?, vec![later], "{}", t.label);
+        assert_eq!(s.pending_events(10).await?.len(), 1, "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_status_change_is_one_event_with_from_and_to() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::named("fulfillment", "MCF-0012");
+        let first = parcel("TBA000000000012", TrackingStatus::InTransit);
+        let second = parcel("TBA000000000013", TrackingStatus::InTransit);
+        s.record_shipments(&subject, &[first.clone(), second.clone()], t0())
+            .await?;
+        let out = Shipment {
+            status: TrackingStatus::OutForDelivery,
+            last_event_at: Some(t0() + Duration::hours(20)),
+            ..first.clone()
+        };
+        let r = s
+            .record_shipments(&subject, &[out.clone(), second.clone()], t0())
+            .await?;
+        assert_eq!((r.updated, r.unchanged, r.events), (1, 1, 1), "{}", t.label);
+        let events = s.events_for(subject.as_str()).await?;
+        assert_eq!(
+            kinds(&events),
+            vec![
+                EventKind::TrackingUpdated {
+                    from: None,
+                    to: TrackingStatus::InTransit
+                },
+                EventKind::TrackingUpdated {
+                    from: None,
+                    to: TrackingStatus::InTransit
+                },
+                EventKind::TrackingUpdated {
+                    from: Some(TrackingStatus::InTransit),
+                    to: TrackingStatus::OutForDelivery
+                },
+            ],
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.shipments(&subject).await?,
+            vec![out, second],
+            "{}",
+            t.label
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_exception_is_a_tracking_event_and_a_shipment_exception() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::order(SalesChannel::Amazon, "111-0000014-0000014");
+        let number = "1Z0000000000000014";
+        s.record_shipments(&subject, &[parcel(number, TrackingStatus::InTransit)], t0())
+            .await?;
+        let customs = problem(number, "customs", t0() + Duration::hours(1));
+        let r = s
+            .record_shipments(&subject, std::slice::from_ref(&customs), t0())
+            .await?;
+        assert_eq!(r.events, 2, "{}", t.label);
+        // Still held at customs: nothing new.
+        let r = s
+            .record_shipments(&subject, std::slice::from_ref(&customs), t0())
+            .await?;
+        assert_eq!(r.events, 0, "{}", t.label);
+        // The problem changes: a new exception, no tracking event (the status did not).
+        let lost = problem(number, "lost", t0() + Duration::days(5));
+        s.record_shipments(&subject, std::slice::from_ref(&lost), t0())
+            .await?;
+        // A parcel first seen in trouble, without a reason given.
+        let unexplained = Shipment {
+            exception_reason: None,
+            ..problem("1Z0000000000000015", "", t0())
+        };
+        s.record_shipments(&subject, &[unexplained], t0()).await?;
+        let events = s.pending_events(10).await?;
+        assert_eq!(
+            kinds(&events),
+            vec![
+                EventKind::TrackingUpdated {
+                    from: None,
+                    to: TrackingStatus::InTransit
+                },
+                EventKind::TrackingUpdated {
+                    from: Some(TrackingStatus::InTransit),
+                    to: TrackingStatus::Exception
+                },
+                EventKind::ShipmentException {
+                    reason: "customs".into()
+                },
+                EventKind::ShipmentException {
+                    reason: "lost".into()
+                },
+                EventKind::TrackingUpdated {
+                    from: None,
+                    to: TrackingStatus::Exception
+                },
+                EventKind::ShipmentException {
+                    reason: "other".into()
+                },
+            ],
+            "{}",
+            t.label
+        );
+        assert!(events.iter().all(|e| e.subject == subject), "{}", t.label);
+        // Rules see them like order events, and mark them seen the same way.
+        s.plan(Some(events[0].id), &[], t0()).await?;
+        assert_eq!(s.pending_events(10).await?.len(), 5, "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_same_number_under_two_subjects_is_two_parcels() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let a = Subject::order(SalesChannel::Amazon, "111-0000016-0000016");
+        let b = Subject::named("fulfillment", "MCF-0016");
+        let p = parcel("1Z0000000000000016", TrackingStatus::InTransit);
+        s.record_shipments(&a, std::slice::from_ref(&p), t0())
+            .await?;
+        let r = s
+            .record_shipments(&b, std::slice::from_ref(&p), t0())
+            .await?;
+        assert_eq!((r.new, r.events), (1, 1), "{}", t.label);
+        assert!(
+            s.record_shipments(&a, &[], t0()).await?.events == 0,
+            "{}",
+            t.label
+        );
+        assert_eq!(s.shipments(&a).await?.len(), 1, "{}", t.label);
+        assert_eq!(s.shipments(&b).await?.len(), 1, "{}", t.label);
     }
     Ok(())
 }

@@ -10,23 +10,22 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::Method;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::api::{Operation, Retries, SpApi, refused};
 use crate::http::UpstreamError;
 use crate::sources::amazon::UsagePlan;
+use crate::sources::amazon::api::{Operation, Retries, SpApi, refused};
 use crate::sources::amazon::orders::parse_time;
 
 const CREATE_FEED_DOCUMENT: Operation = Operation {
     name: "createFeedDocument",
     // 0.5 per second, burst 15.
     plan: Some(UsagePlan {
-        period: Duration::from_secs(2),
+        rate: 0.5,
         burst: 15,
     }),
     retries: Retries::InCall,
@@ -40,7 +39,7 @@ const CREATE_FEED: Operation = Operation {
     name: "createFeed",
     // 0.0083 per second (one per two minutes), burst 15.
     plan: Some(UsagePlan {
-        period: Duration::from_secs(120),
+        rate: 0.0083,
         burst: 15,
     }),
     retries: Retries::Never,
@@ -49,7 +48,7 @@ const GET_FEED: Operation = Operation {
     name: "getFeed",
     // 2 per second, burst 15.
     plan: Some(UsagePlan {
-        period: Duration::from_millis(500),
+        rate: 2.0,
         burst: 15,
     }),
     retries: Retries::InCall,
@@ -58,7 +57,7 @@ const GET_FEEDS: Operation = Operation {
     name: "getFeeds",
     // 0.0222 per second (one per 45 s), burst 10.
     plan: Some(UsagePlan {
-        period: Duration::from_secs(45),
+        rate: 0.0222,
         burst: 10,
     }),
     retries: Retries::InCall,
@@ -67,7 +66,7 @@ const GET_FEED_DOCUMENT: Operation = Operation {
     name: "getFeedDocument",
     // 0.0222 per second (one per 45 s), burst 10.
     plan: Some(UsagePlan {
-        period: Duration::from_secs(45),
+        rate: 0.0222,
         burst: 10,
     }),
     retries: Retries::InCall,
@@ -431,8 +430,8 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::executors::amazon::api::ACCESS_TOKEN_HEADER;
-    use crate::executors::amazon::api::fake::{Answer, Fake};
+    use crate::sources::amazon::api::ACCESS_TOKEN_HEADER;
+    use crate::sources::amazon::api::fake::{Answer, Fake};
     use secrecy::ExposeSecret;
     use serde_json::json;
 

@@ -8,19 +8,18 @@
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::Method;
 use serde::Deserialize;
 
-use super::api::{Operation, Retries, SpApi, refused, request_id};
 use crate::http::UpstreamError;
 use crate::sources::amazon::UsagePlan;
+use crate::sources::amazon::api::{Operation, Retries, SpApi, refused, request_id};
 use crate::sources::amazon::orders::{ApiError, describe};
 
 /// Every Messaging operation nightdesk calls: 1 request per second, burst 5.
 pub const MESSAGING_PLAN: UsagePlan = UsagePlan {
-    period: Duration::from_secs(1),
+    rate: 1.0,
     burst: 5,
 };
 
@@ -324,8 +323,8 @@ fn check_ids(order_id: &str, marketplace_id: &str) -> Result<(), UpstreamError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executors::amazon::api::ACCESS_TOKEN_HEADER;
-    use crate::executors::amazon::api::fake::{Answer, Fake};
+    use crate::sources::amazon::api::ACCESS_TOKEN_HEADER;
+    use crate::sources::amazon::api::fake::{Answer, Fake};
     use serde_json::json;
 
     const ORDER: &str = "123-1234567-1234567";

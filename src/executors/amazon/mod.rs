@@ -15,7 +15,6 @@
 //! finds, submits again only when there is none, and calls it `unknown` when it cannot
 //! tell which is its own.
 
-pub mod api;
 pub mod feed_xml;
 pub mod feeds;
 pub mod messaging;
@@ -31,6 +30,7 @@ use crate::model::{ActionRequest, Fulfillment, OrderStatus, RefundLine, StoredOr
 use crate::rules::compliance::{MessageKind, Policy};
 use crate::rules::outgoing::{Composed, compose};
 use crate::rules::templates::{Templates, language_for_marketplace};
+use crate::sources::amazon::restricted::RestrictedData;
 use feed_xml::{AdjustmentLine, Amount, CancelLine};
 use feeds::{FeedsClient, ProcessingStatus};
 use messaging::MessagingClient;
@@ -43,6 +43,8 @@ pub struct AmazonExecutor {
     seller_id: Option<String>,
     messaging: MessagingClient,
     feeds: FeedsClient,
+    /// Buyer name and address, only for templates that read `buyer.*`.
+    restricted: RestrictedData,
     templates: Arc<ArcSwap<Templates>>,
     /// How often a submitted feed is looked at while Amazon processes it.
     feed_poll: Duration,
@@ -52,7 +54,7 @@ impl AmazonExecutor {
     pub fn new(
         account: &str,
         seller_id: Option<String>,
-        api: Arc<api::SpApi>,
+        api: Arc<crate::sources::amazon::api::SpApi>,
         templates: Arc<ArcSwap<Templates>>,
         feed_poll: Duration,
     ) -> Self {
@@ -60,6 +62,7 @@ impl AmazonExecutor {
             account: account.to_owned(),
             seller_id,
             messaging: MessagingClient::new(api.clone()),
+            restricted: RestrictedData::new(api.clone()),
             feeds: FeedsClient::new(api),
             templates,
             feed_poll,
@@ -87,8 +90,17 @@ impl AmazonExecutor {
             )));
         };
         let language = language_for_marketplace(marketplace);
-        let context = template_context(order, attempt.now)?;
+        let mut context = template_context(order, attempt.now)?;
         let templates = self.templates.load();
+        if templates.reads(template, "buyer") {
+            // Restricted data: fetched for this message only, never stored or logged.
+            let buyer = self
+                .restricted
+                .buyer(order_id)
+                .await
+                .map_err(ActionError::upstream("getOrderBuyerInfo"))?;
+            context["buyer"] = buyer_context(&buyer);
+        }
         let text = match compose(
             &templates,
             template,
@@ -455,7 +467,24 @@ fn marketplace(order: &StoredOrder) -> Result<&str, ActionError> {
     })
 }
 
-/// The context templates see: the same order view the rules get.
+/// What templates see of the buyer: the name, and its first word for a greeting.
+fn buyer_context(buyer: &crate::model::BuyerDetails) -> serde_json::Value {
+    let name = buyer
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
+    match name {
+        Some(name) => serde_json::json!({
+            "name": name,
+            "first_name": name.split_whitespace().next().unwrap_or(name),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// The context templates see: the same order view the rules get; `buyer` is none
+/// unless the template reads it (see `notify_buyer`).
 fn template_context(
     order: &StoredOrder,
     now: chrono::DateTime<chrono::Utc>,
@@ -463,7 +492,7 @@ fn template_context(
     let view = crate::rules::view::order(order, now);
     let order_json: serde_json::Value = rhai::serde::from_dynamic(&view)
         .map_err(|e| ActionError::Permanent(format!("order view: {e}")))?;
-    Ok(serde_json::json!({ "order": order_json }))
+    Ok(serde_json::json!({ "order": order_json, "buyer": null }))
 }
 
 use crate::model::{format_cents as decimal, parse_cents as cents};

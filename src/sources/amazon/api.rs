@@ -13,11 +13,6 @@
 //! is reduced to its `Code` and `Message`.
 #![forbid(unsafe_code)]
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, PoisonError};
-
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -25,12 +20,14 @@ use serde::Serialize;
 use url::Url;
 
 use crate::http::{self, Delivery, Reply, RetryPolicy, UpstreamError};
-use crate::sources::amazon::UsagePlan;
 use crate::sources::amazon::lwa::LwaClient;
 use crate::sources::amazon::orders::{ErrorBody, describe};
+use crate::sources::amazon::pacing::{Pacer, UsagePlan};
 
 /// The header SP-API reads the LWA access token from.
 pub const ACCESS_TOKEN_HEADER: &str = "x-amz-access-token";
+/// The header SP-API states the caller's current rate for the operation in.
+pub const RATE_LIMIT_HEADER: &str = "x-amzn-RateLimit-Limit";
 /// The header SP-API names its request with (quoted to Amazon support).
 pub const REQUEST_ID_HEADER: &str = "x-amzn-RequestId";
 
@@ -58,9 +55,8 @@ pub struct SpApi {
     endpoint: Url,
     lwa: LwaClient,
     retry: RetryPolicy,
-    /// One token bucket per operation name, shared by every client of this account
-    /// (Amazon's usage plans are per seller account and application).
-    limiters: Mutex<HashMap<&'static str, Arc<DefaultDirectRateLimiter>>>,
+    /// One token bucket per operation, shared by every client of this account.
+    pacer: Pacer,
 }
 
 impl SpApi {
@@ -70,7 +66,7 @@ impl SpApi {
             endpoint,
             lwa,
             retry,
-            limiters: Mutex::new(HashMap::new()),
+            pacer: Pacer::new(),
         }
     }
 
@@ -92,17 +88,40 @@ impl SpApi {
 
     /// Wait for a token of `operation`'s bucket, if it has a usage plan.
     async fn pace(&self, operation: &Operation) {
+        if let Some(plan) = operation.plan {
+            self.pacer.acquire(operation.name, plan).await;
+        }
+    }
+
+    /// What the answer says about the operation's usage plan: follow a stated rate,
+    /// and empty the bucket on a 429.
+    fn learn_plan(&self, operation: &Operation, reply: &Reply) {
         let Some(plan) = operation.plan else {
             return;
         };
-        let limiter = {
-            let mut limiters = self.limiters.lock().unwrap_or_else(PoisonError::into_inner);
-            limiters
-                .entry(operation.name)
-                .or_insert_with(|| Arc::new(limiter(plan)))
-                .clone()
-        };
-        limiter.until_ready().await;
+        if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            self.pacer.throttled(operation.name, plan);
+            return;
+        }
+        let stated = reply
+            .headers
+            .get(RATE_LIMIT_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if let Some(stated) = stated
+            && let Some(pace) = self.pacer.observe_limit(operation.name, plan, stated)
+        {
+            tracing::info!(
+                operation = operation.name,
+                rate = pace.granted,
+                burst = pace.burst,
+                "SP-API states a different usage plan; pacing to it."
+            );
+        }
+    }
+
+    /// The pace of an operation (for status output and tests).
+    pub fn current_pace(&self, operation: &str) -> Option<crate::sources::amazon::pacing::Pace> {
+        self.pacer.pace(operation)
     }
 
     /// Run `call` once or with in-call retries, as `operation` allows.
@@ -131,34 +150,63 @@ impl SpApi {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<Reply, UpstreamError> {
+        self.call_as(operation, method, url, query, body, None)
+            .await
+    }
+
+    /// [`Self::call`], authorised by `restricted` (a Restricted Data Token) instead of
+    /// the access token when given.
+    pub(crate) async fn call_as<B: Serialize + Sync>(
+        &self,
+        operation: &Operation,
+        method: Method,
+        url: &Url,
+        query: &[(&str, String)],
+        body: Option<&B>,
+        restricted: Option<&SecretString>,
+    ) -> Result<Reply, UpstreamError> {
         let attempt = || async {
-            self.pace(operation).await;
-            let token = self.lwa.access_token().await.map_err(token_failure)?;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .header(ACCESS_TOKEN_HEADER, token.expose_secret());
-            if !query.is_empty() {
-                request = request.query(query);
+            // A 403 to a cached access token usually means Amazon revoked or expired it
+            // early: drop it and send once more with a fresh one. A 403 is a refusal
+            // before any effect, so even a write may be resent.
+            let mut refreshed = false;
+            loop {
+                self.pace(operation).await;
+                let token = match restricted {
+                    Some(rdt) => rdt.clone(),
+                    None => self.lwa.access_token().await.map_err(token_failure)?,
+                };
+                let mut request = self
+                    .http
+                    .request(method.clone(), url.clone())
+                    .header(ACCESS_TOKEN_HEADER, token.expose_secret());
+                if !query.is_empty() {
+                    request = request.query(query);
+                }
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                let reply = http::send(request).await?;
+                self.learn_plan(operation, &reply);
+                if reply.status.is_success() {
+                    return Ok(reply);
+                }
+                if reply.status == StatusCode::FORBIDDEN && restricted.is_none() {
+                    self.lwa.invalidate().await;
+                    if !refreshed {
+                        refreshed = true;
+                        continue;
+                    }
+                }
+                let summary = error_summary(&reply);
+                tracing::warn!(
+                    operation = operation.name,
+                    status = reply.status.as_u16(),
+                    error = %summary,
+                    "SP-API answered with an error."
+                );
+                return Err(reply.error(&summary));
             }
-            if let Some(body) = body {
-                request = request.json(body);
-            }
-            let reply = http::send(request).await?;
-            if reply.status.is_success() {
-                return Ok(reply);
-            }
-            if reply.status == StatusCode::FORBIDDEN {
-                self.lwa.invalidate().await;
-            }
-            let summary = error_summary(&reply);
-            tracing::warn!(
-                operation = operation.name,
-                status = reply.status.as_u16(),
-                error = %summary,
-                "SP-API answered with an error."
-            );
-            Err(reply.error(&summary))
         };
         self.run(operation, attempt).await
     }
@@ -172,6 +220,33 @@ impl SpApi {
     ) -> Result<T, UpstreamError> {
         let reply = self
             .call::<()>(operation, Method::GET, url, query, None)
+            .await?;
+        reply.json(&format!("{} response", operation.name))
+    }
+
+    /// A GET authorised by a Restricted Data Token, 2xx body parsed as `T`.
+    pub(crate) async fn get_json_restricted<T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &Operation,
+        url: &Url,
+        query: &[(&str, String)],
+        restricted: &SecretString,
+    ) -> Result<T, UpstreamError> {
+        let reply = self
+            .call_as::<()>(operation, Method::GET, url, query, None, Some(restricted))
+            .await?;
+        reply.json(&format!("{} response", operation.name))
+    }
+
+    /// A POST with a JSON body, 2xx body parsed as `T`.
+    pub(crate) async fn post_json<B: Serialize + Sync, T: serde::de::DeserializeOwned>(
+        &self,
+        operation: &Operation,
+        url: &Url,
+        body: &B,
+    ) -> Result<T, UpstreamError> {
+        let reply = self
+            .call(operation, Method::POST, url, &[], Some(body))
             .await?;
         reply.json(&format!("{} response", operation.name))
     }
@@ -218,14 +293,6 @@ impl SpApi {
         };
         self.run(operation, attempt).await
     }
-}
-
-/// A token bucket at `plan`.
-fn limiter(plan: UsagePlan) -> DefaultDirectRateLimiter {
-    let burst = NonZeroU32::new(plan.burst).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(plan.period)
-        .map_or_else(|| Quota::per_second(burst), |q| q.allow_burst(burst));
-    RateLimiter::direct(quota)
 }
 
 /// No access token means the SP-API request never left: whatever LWA answered, the
@@ -610,12 +677,12 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::{Answer, Fake, TOKEN_PREFIX};
     use super::*;
-    use std::time::Duration;
+    use std::sync::Arc;
 
     const READ: Operation = Operation {
         name: "testRead",
         plan: Some(UsagePlan {
-            period: Duration::from_millis(1),
+            rate: 1000.0,
             burst: 100,
         }),
         retries: Retries::InCall,
@@ -695,29 +762,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_403_drops_the_cached_token() {
+    async fn a_403_is_sent_once_more_with_a_fresh_token() {
         let fake = Fake::start().await;
+        let denied = || {
+            Answer::json(
+                403,
+                serde_json::json!({"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied."}]}),
+            )
+        };
         fake.script(
             "GET",
             "/x",
             vec![
-                Answer::json(
-                    403,
-                    serde_json::json!({"errors":[{"code":"Unauthorized","message":"Access to requested resource is denied."}]}),
-                ),
+                denied(),
                 Answer::json(200, serde_json::json!({})),
+                denied(),
+                denied(),
             ],
         );
         let api = fake.api();
         let url = api.url(&["x"]).unwrap_or_else(|e| panic!("{e:?}"));
+        // A revoked token: dropped, and the call succeeds with a fresh one.
         let first: Result<serde_json::Value, _> = api.get_json(&READ, &url, &[]).await;
-        let Err(error) = first else {
-            panic!("{first:?}")
-        };
-        assert!(error.to_string().contains("Unauthorized"), "{error}");
-        assert!(!error.to_string().contains(TOKEN_PREFIX));
-        let second: Result<serde_json::Value, _> = api.get_json(&READ, &url, &[]).await;
-        assert!(second.is_ok(), "{second:?}");
+        assert!(first.is_ok(), "{first:?}");
         let seen = fake.seen("/x");
         assert_eq!(seen.len(), 2);
         assert_eq!(
@@ -728,7 +795,15 @@ mod tests {
             seen[1].header(ACCESS_TOKEN_HEADER).as_deref(),
             Some("Atza|fake-token-2")
         );
-        assert_eq!(fake.tokens_issued(), 2);
+        // A real refusal (the role is missing): one fresh try, then the error.
+        let second: Result<serde_json::Value, _> = api.get_json(&READ, &url, &[]).await;
+        let Err(error) = second else {
+            panic!("{second:?}")
+        };
+        assert!(error.to_string().contains("Unauthorized"), "{error}");
+        assert!(!error.to_string().contains(TOKEN_PREFIX));
+        assert_eq!(fake.seen("/x").len(), 4);
+        assert_eq!(fake.tokens_issued(), 3);
     }
 
     #[tokio::test]

@@ -1,63 +1,56 @@
 //! Amazon Selling Partner API: orders of one seller account on one region, read with
 //! getOrders (`LastUpdatedAfter`/`LastUpdatedBefore` windows, `NextToken` paging) and
-//! getOrderItems, authorised by an LWA access token in `x-amz-access-token`.
+//! getOrderItems (`NextToken` paging), through the account's [`api::SpApi`].
 //!
-//! Each operation is paced by a client-side token bucket at its published usage plan
-//! (getOrders 1/min burst 20, getOrderItems 0.5/s burst 30), so polling never runs into
-//! Amazon's throttling by design; a 429 that still comes is retried with backoff.
+//! Each operation is paced by the account's token bucket ([`pacing`]) at its usage
+//! plan, following the rate Amazon states in `x-amzn-RateLimit-Limit`, so polling does
+//! not run into throttling by design; a 429 that still comes is retried with backoff.
+//! Polling never asks for restricted (personal) data: [`restricted`] does, on demand.
 
+pub mod api;
+pub mod fulfillment;
 pub mod lwa;
 pub mod orders;
+pub mod pacing;
+pub mod restricted;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration as StdDuration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use reqwest::StatusCode;
-use secrecy::ExposeSecret;
-use serde::de::DeserializeOwned;
-use url::Url;
 
-use crate::clock::SharedClock;
 use crate::config::AmazonAccount;
-use crate::http::{self, RetryPolicy, UpstreamError};
+use crate::http::{RetryPolicy, UpstreamError};
 use crate::model::{Order, OrderItem, SalesChannel};
 use crate::schedule::Schedule;
-use crate::sources::{OrderSource, PollWindow, SourceError, WindowPolicy};
-use lwa::{LwaClient, LwaCredentials};
-use orders::{ErrorBody, GetOrderItemsResponse, GetOrdersResponse};
+use crate::sources::{OrderSource, OrdersPage, PollWindow, SourceError, WindowPolicy};
+use api::{Operation, Retries, SpApi};
+use lwa::LwaCredentials;
+use orders::{GetOrderItemsResponse, GetOrdersResponse};
+pub use pacing::UsagePlan;
 
 /// Amazon shows order updates about two minutes late, and rejects a
 /// `LastUpdatedBefore` later than two minutes before the request.
 const VISIBILITY_LAG: Duration = Duration::minutes(3);
 
-/// A usage plan: requests per second and burst.
-#[derive(Debug, Clone, Copy)]
-pub struct UsagePlan {
-    pub period: StdDuration,
-    pub burst: u32,
-}
-
-pub const GET_ORDERS_PLAN: UsagePlan = UsagePlan {
-    period: StdDuration::from_secs(60),
-    burst: 20,
-};
-pub const GET_ORDER_ITEMS_PLAN: UsagePlan = UsagePlan {
-    period: StdDuration::from_secs(2),
-    burst: 30,
+/// getOrders: one a minute, burst 20 (ordersV0.json).
+pub const GET_ORDERS: Operation = Operation {
+    name: "getOrders",
+    plan: Some(UsagePlan::one_per(60, 20)),
+    retries: Retries::InCall,
 };
 
-fn limiter(plan: UsagePlan) -> DefaultDirectRateLimiter {
-    let burst = NonZeroU32::new(plan.burst).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(plan.period)
-        .map_or_else(|| Quota::per_second(burst), |q| q.allow_burst(burst));
-    RateLimiter::direct(quota)
-}
+/// getOrderItems: 0.5 a second, burst 30 (ordersV0.json).
+pub const GET_ORDER_ITEMS: Operation = Operation {
+    name: "getOrderItems",
+    plan: Some(UsagePlan {
+        rate: 0.5,
+        burst: 30,
+    }),
+    retries: Retries::InCall,
+};
 
-/// What the daemon resolves from config (secrets included) to build a source.
+/// What the daemon resolves from config (secrets included) to build an account's client.
 pub struct AmazonSourceSettings {
     pub account: AmazonAccount,
     pub credentials: LwaCredentials,
@@ -65,38 +58,40 @@ pub struct AmazonSourceSettings {
     pub retry: RetryPolicy,
 }
 
+impl AmazonSourceSettings {
+    /// The account's one SP-API client: its LWA token cache and its usage-plan buckets
+    /// are shared by the poller and the executors (Amazon counts them together).
+    pub fn client(&self, clock: crate::clock::SharedClock) -> Result<Arc<SpApi>, UpstreamError> {
+        let http = crate::http::client(&self.user_agent)?;
+        let lwa = lwa::LwaClient::new(
+            http.clone(),
+            self.account.lwa_endpoint.clone(),
+            self.credentials.clone(),
+            clock,
+            self.retry,
+        );
+        Ok(Arc::new(SpApi::new(
+            http,
+            self.account.endpoint.clone(),
+            lwa,
+            self.retry,
+        )))
+    }
+}
+
 pub struct AmazonSource {
     key: String,
     account: AmazonAccount,
-    http: reqwest::Client,
-    lwa: LwaClient,
-    retry: RetryPolicy,
-    get_orders_limit: DefaultDirectRateLimiter,
-    get_order_items_limit: DefaultDirectRateLimiter,
+    api: Arc<SpApi>,
 }
 
 impl AmazonSource {
-    pub fn new(
-        settings: AmazonSourceSettings,
-        clock: SharedClock,
-    ) -> Result<Arc<Self>, UpstreamError> {
-        let http = http::client(&settings.user_agent)?;
-        let lwa = LwaClient::new(
-            http.clone(),
-            settings.account.lwa_endpoint.clone(),
-            settings.credentials,
-            clock,
-            settings.retry,
-        );
-        Ok(Arc::new(Self {
-            key: format!("amazon/{}", settings.account.name),
-            account: settings.account,
-            http,
-            lwa,
-            retry: settings.retry,
-            get_orders_limit: limiter(GET_ORDERS_PLAN),
-            get_order_items_limit: limiter(GET_ORDER_ITEMS_PLAN),
-        }))
+    pub fn new(account: AmazonAccount, api: Arc<SpApi>) -> Arc<Self> {
+        Arc::new(Self {
+            key: format!("amazon/{}", account.name),
+            account,
+            api,
+        })
     }
 
     /// The User-Agent Amazon asks for: `AppName/Version (Language=…; Platform=…)`.
@@ -108,48 +103,8 @@ impl AmazonSource {
         )
     }
 
-    fn url(&self, path: &str) -> Result<Url, UpstreamError> {
-        self.account
-            .endpoint
-            .join(path)
-            .map_err(|e| UpstreamError::Malformed {
-                what: "endpoint".into(),
-                reason: e.to_string(),
-            })
-    }
-
-    /// One SP-API GET with the access token, retried if retryable; a refused token is
-    /// dropped so the next call asks LWA for a new one.
-    async fn get<T: DeserializeOwned>(
-        &self,
-        operation: &'static str,
-        url: &Url,
-        query: &[(&str, String)],
-    ) -> Result<T, SourceError> {
-        let call = || async {
-            let token = self.lwa.access_token().await?;
-            let request = self
-                .http
-                .get(url.clone())
-                .query(query)
-                .header("x-amz-access-token", token.expose_secret());
-            let reply = http::send(request).await?;
-            if reply.status.is_success() {
-                return reply.json::<T>(&format!("{operation} response"));
-            }
-            if reply.status == StatusCode::FORBIDDEN {
-                self.lwa.invalidate().await;
-            }
-            let summary = match serde_json::from_str::<ErrorBody>(&reply.body) {
-                Ok(errors) if !errors.errors.is_empty() => orders::describe(&errors.errors),
-                _ => http::summarize(&reply.body),
-            };
-            tracing::warn!(operation, status = reply.status.as_u16(), error = %summary, "SP-API answered with an error.");
-            Err(reply.error(&summary))
-        };
-        http::with_retry(self.retry, operation, call)
-            .await
-            .map_err(SourceError::upstream(operation))
+    pub fn api(&self) -> &Arc<SpApi> {
+        &self.api
     }
 }
 
@@ -176,55 +131,62 @@ impl OrderSource for AmazonSource {
             overlap: Duration::minutes(self.account.overlap_minutes),
             lag: VISIBILITY_LAG,
             initial_lookback: Duration::days(self.account.initial_lookback_days),
+            ..WindowPolicy::default()
         }
     }
 
-    async fn orders_updated(&self, window: PollWindow) -> Result<Vec<Order>, SourceError> {
+    async fn orders_page(
+        &self,
+        window: PollWindow,
+        next_token: Option<String>,
+    ) -> Result<OrdersPage, SourceError> {
         let url = self
-            .url("/orders/v0/orders")
-            .map_err(SourceError::upstream("getOrders"))?;
-        let filters = vec![
+            .api
+            .url(&["orders", "v0", "orders"])
+            .map_err(SourceError::upstream(GET_ORDERS.name))?;
+        // The API pages with NextToken; the same filters are sent with it.
+        let mut query = vec![
             ("MarketplaceIds", self.account.marketplaces.join(",")),
             ("LastUpdatedAfter", iso(window.from)),
             ("LastUpdatedBefore", iso(window.to)),
             ("MaxResultsPerPage", self.account.page_size.to_string()),
         ];
-        let mut orders = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            // The API pages with NextToken; the same filters are sent with it.
-            let mut query = filters.clone();
-            if let Some(token) = &next_token {
-                query.push(("NextToken", token.clone()));
-            }
-            self.get_orders_limit.until_ready().await;
-            let page: GetOrdersResponse = self.get("getOrders", &url, &query).await?;
-            let Some(payload) = page.payload else {
-                return Err(no_payload(
-                    "getOrders",
-                    "getOrders response".into(),
-                    &page.errors,
-                ));
-            };
-            for wire in payload.orders {
-                orders.push(
-                    wire.into_order(&self.account.name)
-                        .map_err(SourceError::upstream("getOrders"))?,
-                );
-            }
-            match payload.next_token.filter(|t| !t.is_empty()) {
-                Some(token) => next_token = Some(token),
-                None => break,
+        if let Some(token) = next_token {
+            query.push(("NextToken", token));
+        }
+        let page: GetOrdersResponse = self
+            .api
+            .get_json(&GET_ORDERS, &url, &query)
+            .await
+            .map_err(SourceError::upstream(GET_ORDERS.name))?;
+        let Some(payload) = page.payload else {
+            return Err(no_payload(
+                GET_ORDERS.name,
+                "getOrders response".into(),
+                &page.errors,
+            ));
+        };
+        let mut orders = Vec::with_capacity(payload.orders.len());
+        let mut skipped = Vec::new();
+        for wire in payload.orders {
+            let id = wire.amazon_order_id.clone();
+            match wire.into_order(&self.account.name) {
+                Ok(order) => orders.push(order),
+                Err(error) => skipped.push((id, error.to_string())),
             }
         }
-        Ok(orders)
+        Ok(OrdersPage {
+            orders,
+            skipped,
+            next_token: payload.next_token.filter(|t| !t.is_empty()),
+        })
     }
 
     async fn order_items(&self, order: &Order) -> Result<Vec<OrderItem>, SourceError> {
-        let path = format!("/orders/v0/orders/{}/orderItems", urlencode(&order.id));
         let url = self
-            .url(&path)
-            .map_err(SourceError::upstream("getOrderItems"))?;
+            .api
+            .url(&["orders", "v0", "orders", &order.id, "orderItems"])
+            .map_err(SourceError::upstream(GET_ORDER_ITEMS.name))?;
         let mut items = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -232,11 +194,14 @@ impl OrderSource for AmazonSource {
                 .iter()
                 .map(|t| ("NextToken", t.clone()))
                 .collect();
-            self.get_order_items_limit.until_ready().await;
-            let page: GetOrderItemsResponse = self.get("getOrderItems", &url, &query).await?;
+            let page: GetOrderItemsResponse = self
+                .api
+                .get_json(&GET_ORDER_ITEMS, &url, &query)
+                .await
+                .map_err(SourceError::upstream(GET_ORDER_ITEMS.name))?;
             let Some(payload) = page.payload else {
                 let what = format!("getOrderItems response for {}", order.id);
-                return Err(no_payload("getOrderItems", what, &page.errors));
+                return Err(no_payload(GET_ORDER_ITEMS.name, what, &page.errors));
             };
             items.extend(
                 payload
@@ -264,9 +229,4 @@ fn no_payload(operation: &'static str, what: String, errors: &[orders::ApiError]
         operation,
         error: UpstreamError::Malformed { what, reason },
     }
-}
-
-/// Percent-encode one path segment (order ids are `\d{3}-\d{7}-\d{7}`, but be safe).
-fn urlencode(segment: &str) -> String {
-    url::form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
