@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::{ActionRequest, EventKind, SalesChannel, StoredOrder, Subject};
+use crate::model::{ActionRequest, EventKind, ParcelRef, SalesChannel, StoredOrder, Subject};
 use crate::store::{Store, StoreError};
 
 /// One line of the timeline.
@@ -47,16 +47,18 @@ pub async fn timeline(
             EventKind::OrderStatusChanged { from: Some(f), to } => {
                 ("status", format!("status {} → {}", f.as_str(), to.as_str()))
             }
-            EventKind::TrackingUpdated { from, to } => (
+            EventKind::TrackingUpdated { from, to, parcel } => (
                 "tracking",
                 format!(
-                    "tracking {} → {to:?}",
+                    "tracking{} {} → {to:?}",
+                    parcel_label(parcel),
                     from.map_or_else(|| "(none)".to_owned(), |f| format!("{f:?}"))
                 ),
             ),
-            EventKind::ShipmentException { reason } => {
-                ("tracking", format!("carrier exception: {reason}"))
-            }
+            EventKind::ShipmentException { reason, parcel } => (
+                "tracking",
+                format!("carrier exception{}: {reason}", parcel_label(parcel)),
+            ),
             EventKind::BuyerMessageReceived => ("message", "buyer wrote".to_owned()),
             EventKind::SlaAtRisk { hours } => {
                 ("message", format!("buyer message unanswered for {hours} h"))
@@ -184,6 +186,15 @@ pub async fn timeline(
         order,
         entries,
     })
+}
+
+/// ` <carrier> <number>`, or nothing for events stored before parcels were named.
+fn parcel_label(parcel: &ParcelRef) -> String {
+    if parcel.tracking_number.is_empty() {
+        String::new()
+    } else {
+        format!(" {} {}", parcel.carrier, parcel.tracking_number)
+    }
 }
 
 fn compact(value: &serde_json::Value) -> String {

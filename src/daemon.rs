@@ -22,11 +22,12 @@ use crate::channels::Channel;
 use crate::clock::SharedClock;
 use crate::config::{Config, Mode, SecretResolver};
 use crate::http::{self, RetryPolicy, UpstreamError};
-use crate::model::{ActionRequest, PlannedAction, Subject};
+use crate::model::{ActionRequest, Event, EventKind, PlannedAction, Subject};
 use crate::outbox::{Executor, ExecutorError, ExecutorReport, Route};
 use crate::rules::templates::Templates;
 use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
 use crate::schedule::Schedule;
+use crate::sources::amazon::fulfillment::{self, FulfillmentClient};
 use crate::sources::amazon::lwa::LwaCredentials;
 use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use crate::sources::{self, OrderSource, PollReport};
@@ -99,6 +100,9 @@ pub struct Daemon {
     store: Arc<dyn Store>,
     clock: SharedClock,
     sources: Vec<Arc<dyn OrderSource>>,
+    /// FBA Multi-Channel Fulfillment tracking, by the key of the orders source whose
+    /// successful polls it follows.
+    fulfillment: HashMap<String, FulfillmentClient>,
     engine: RuleEngine,
     rules: ArcSwap<RuleSet>,
     /// The last good templates, swapped with the rules (for the message executors).
@@ -217,6 +221,7 @@ impl Daemon {
         let templates = Arc::new(ArcSwap::from_pointee(templates));
         let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
             HashMap::new();
+        let mut fulfillment = HashMap::new();
         for settings in pending_sources {
             // One client per account: the poller and the executors share its token
             // cache and usage-plan buckets, as Amazon counts them together.
@@ -231,7 +236,12 @@ impl Daemon {
                     Duration::seconds(config.executor.feed_poll_seconds),
                 )),
             );
-            sources.push(AmazonSource::new(settings.account, api));
+            let fba_tracking = settings.account.fba_tracking;
+            let source = AmazonSource::new(settings.account, api.clone());
+            if fba_tracking {
+                fulfillment.insert(source.key().to_owned(), FulfillmentClient::new(api));
+            }
+            sources.push(source);
         }
 
         telemetry::rules_loaded(rule_set.rules.len());
@@ -263,6 +273,7 @@ impl Daemon {
             store,
             clock,
             sources,
+            fulfillment,
             engine,
             rules: ArcSwap::from_pointee(rule_set),
             templates,
@@ -274,8 +285,8 @@ impl Daemon {
         })
     }
 
-    /// Poll one source and store what it read; then, once a day, the reconciliation
-    /// sweep. A source whose credentials are refused stops: ops are alerted once, and it
+    /// Poll one source and store what it read; then its FBA tracking, and once a day the
+    /// reconciliation sweep. A source whose credentials are refused stops: ops are alerted once, and it
     /// is tried again quietly every hour until the grant works.
     pub async fn poll(&self, source: &dyn OrderSource) -> Result<PollReport, sources::SourceError> {
         let now = self.clock.now();
@@ -291,6 +302,7 @@ impl Daemon {
             Ok(report) => {
                 telemetry::poll_succeeded(source.key(), report);
                 self.credentials_work(source.key(), now).await?;
+                self.track_fulfillment(source.key(), now).await?;
                 self.reconcile(source, now).await?;
             }
             Err(error) if error.is_credentials() => {
@@ -399,6 +411,25 @@ impl Daemon {
         Ok(())
     }
 
+    /// Read the FBA Multi-Channel Fulfillment tracking of the account behind `key`
+    /// (checkpoint `<key>/fba`). A failure is logged and audited like a failed poll and
+    /// does not undo the orders poll; the next poll reads the same span again.
+    async fn track_fulfillment(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(client) = self.fulfillment.get(key) else {
+            return Ok(());
+        };
+        let fba_key = format!("{key}/fba");
+        match fulfillment::poll_fulfillment(client, self.store.as_ref(), &fba_key, now).await {
+            Ok(report) => telemetry::fulfillment_polled(&fba_key, &report),
+            Err(sources::SourceError::Store(error)) => return Err(error),
+            Err(error) => {
+                telemetry::poll_failed(&fba_key, &error);
+                self.record_poll_failure(&fba_key, &error, now).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// The daily reconciliation sweep of a source, when due; alerts when the regular
     /// polls had missed anything. A failed sweep is logged and tried at the next poll.
     async fn reconcile(
@@ -459,14 +490,10 @@ impl Daemon {
             for event in events {
                 seen += 1;
                 let now = self.clock.now();
-                let state = match event.subject.as_order() {
-                    Some((channel, id)) => self.store.order(channel, id).await?,
-                    None => None,
-                };
-                let (outcomes, actions) = match state {
-                    Some(order) => {
-                        let args = [view::order(&order, now), view::event(&event.kind, event.at)];
-                        let outcomes = self.engine.run(&rules, event.kind.hook(), &args);
+                let arguments = self.hook_arguments(&event, now).await?;
+                let (outcomes, actions) = match &arguments {
+                    Some(args) => {
+                        let outcomes = self.engine.run(&rules, event.kind.hook(), args);
                         let (failed, notices) = self.failures(&outcomes);
                         failures += failed;
                         let mut actions = rules::plan(&outcomes, &event.subject, now);
@@ -487,6 +514,10 @@ impl Daemon {
                     true,
                 );
                 if outcomes.is_empty() {
+                    let outcome = match arguments {
+                        Some(_) => format!("no rule defines {}", event.kind.hook()),
+                        None => "not given to the rules: what it is about is not stored".to_owned(),
+                    };
                     decisions.push(Decision {
                         at: now,
                         subject: event.subject.to_string(),
@@ -494,7 +525,7 @@ impl Daemon {
                         event_id: Some(event.id),
                         rule: "(no rule)".to_owned(),
                         rule_version: String::new(),
-                        outcome: format!("no rule defines {}", event.kind.hook()),
+                        outcome,
                         detail: serde_json::json!({}),
                     });
                 }
@@ -502,6 +533,36 @@ impl Daemon {
             }
         }
         Ok((seen, planned, failures))
+    }
+
+    /// What the event's hook is called with: `(order, event)` for an order's status
+    /// change, `(shipment, event)` for a parcel's (with the order, if stored, on the
+    /// shipment). `None` when what the event is about is not stored (nothing to say).
+    async fn hook_arguments(
+        &self,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<rhai::Dynamic>>, StoreError> {
+        let order = match event.subject.as_order() {
+            Some((channel, id)) => self.store.order(channel, id).await?,
+            None => None,
+        };
+        let parcel = match &event.kind {
+            EventKind::TrackingUpdated { parcel, .. }
+            | EventKind::ShipmentException { parcel, .. } => parcel,
+            _ => {
+                return Ok(order.map(|order| {
+                    vec![view::order(&order, now), view::event(&event.kind, event.at)]
+                }));
+            }
+        };
+        let shipments = self.store.shipments(&event.subject).await?;
+        Ok(shipments.iter().find(|s| parcel.is(s)).map(|shipment| {
+            vec![
+                view::shipment(shipment, order.as_ref(), now),
+                view::event(&event.kind, event.at),
+            ]
+        }))
     }
 
     /// A named schedule fired: call every rule's `on_schedule(name)`.

@@ -557,6 +557,26 @@ pub struct Shipment {
     pub estimated_delivery: Option<DateTime<Utc>>,
 }
 
+/// Which parcel a tracking event is about: a tracking number is only unique per carrier.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParcelRef {
+    pub carrier: String,
+    pub tracking_number: String,
+}
+
+impl ParcelRef {
+    pub fn of(shipment: &Shipment) -> Self {
+        ParcelRef {
+            carrier: shipment.carrier.clone(),
+            tracking_number: shipment.tracking_number.clone(),
+        }
+    }
+
+    pub fn is(&self, shipment: &Shipment) -> bool {
+        self.carrier == shipment.carrier && self.tracking_number == shipment.tracking_number
+    }
+}
+
 /// What an event or an action is about, e.g. `order:amazon/113-4829301-5520617`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -611,9 +631,16 @@ pub enum EventKind {
     TrackingUpdated {
         from: Option<TrackingStatus>,
         to: TrackingStatus,
+        /// Which of the subject's parcels (events stored before it was kept read as empty).
+        #[serde(default)]
+        parcel: ParcelRef,
     },
     /// The carrier reports a problem with a parcel.
-    ShipmentException { reason: String },
+    ShipmentException {
+        reason: String,
+        #[serde(default)]
+        parcel: ParcelRef,
+    },
     /// A named schedule of the config fired.
     Schedule { name: String },
 }

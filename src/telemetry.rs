@@ -57,6 +57,30 @@ pub fn poll_succeeded(source: &str, report: &PollReport) {
     );
 }
 
+/// One FBA Multi-Channel Fulfillment tracking poll of an account succeeded.
+pub fn fulfillment_polled(
+    source: &str,
+    report: &crate::sources::amazon::fulfillment::FulfillmentReport,
+) {
+    counter!("nightdesk_polls_total", "source" => source.to_owned(), "outcome" => "ok")
+        .increment(1);
+    counter!("nightdesk_parcels_skipped_total", "source" => source.to_owned())
+        .increment(report.skipped.len() as u64);
+    tracing::info!(
+        source,
+        listed = report.listed,
+        fetched = report.fetched,
+        settled = report.settled,
+        parcels = report.parcels,
+        waiting = report.waiting,
+        skipped = report.skipped.len(),
+        new = report.shipments.new,
+        updated = report.shipments.updated,
+        events = report.shipments.events,
+        "FBA tracking poll succeeded."
+    );
+}
+
 pub fn poll_failed(source: &str, error: &SourceError) {
     counter!("nightdesk_polls_total", "source" => source.to_owned(), "outcome" => "error")
         .increment(1);

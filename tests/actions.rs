@@ -195,7 +195,7 @@ async fn a_cancellation_goes_out_as_one_feed_and_the_order_is_cancelled() {
 async fn a_refund_above_the_limit_waits_for_approval_over_http_then_executes() {
     let scenario = default_scenario().unwrap_or_else(|e| panic!("{e}"));
     for h in harnesses(&scenario).await {
-        shipped_templates(&h);
+        h.shipped_templates();
         h.write_rule("cancellation", include_str!("../rules/cancellation.rhai"));
         let d = daemon(&h, &config("", ""));
         poll(&h, &d).await;
@@ -326,23 +326,6 @@ async fn a_pending_order_is_never_refunded_and_the_failure_is_alerted() {
             "{}: {texts:?}",
             h.label()
         );
-    }
-}
-
-/// The shipped templates, for the shipped rules.
-fn shipped_templates(h: &Harness) {
-    let dir = h.rules_dir().join("templates");
-    let copied = std::fs::create_dir_all(&dir).and_then(|_| {
-        for entry in std::fs::read_dir("rules/templates")? {
-            let path = entry?.path();
-            if let Some(name) = path.file_name() {
-                std::fs::copy(&path, dir.join(name))?;
-            }
-        }
-        Ok(())
-    });
-    if let Err(e) = copied {
-        panic!("{e}");
     }
 }
 
@@ -661,7 +644,7 @@ async fn quiet_hours_hold_alerts_until_they_end() {
 async fn the_morning_summary_lists_held_actions_and_sources_that_stopped() {
     let scenario = default_scenario().unwrap_or_else(|e| panic!("{e}"));
     for h in harnesses(&scenario).await {
-        shipped_templates(&h);
+        h.shipped_templates();
         h.write_rule("cancellation", include_str!("../rules/cancellation.rhai"));
         let d = daemon(&h, &config("", "summary:\n  schedule: \"0 7 * * *\"\n"));
         poll(&h, &d).await;

@@ -10,7 +10,7 @@ use chrono::Duration;
 use common::{Harness, count, harnesses, t0};
 use nightdesk::clock::Clock;
 use nightdesk::http::RetryPolicy;
-use nightdesk::model::SalesChannel;
+use nightdesk::model::{SalesChannel, Subject, TrackingStatus};
 use nightdesk::sandbox::{
     FulfillmentChannel, OrderStatus, Scenario, ScenarioItem, ScenarioOrder, When,
 };
@@ -376,5 +376,106 @@ async fn polling_never_asks_for_restricted_data() {
         assert_eq!(h.sandbox.restricted_tokens_issued(), 0, "{}", h.label());
         let source = source(&h);
         assert_eq!(source.key(), "amazon/test");
+    }
+}
+
+/// `needle` is in exactly one of the alerts.
+fn once(h: &Harness, alerts: &[String], needle: &str) {
+    assert_eq!(
+        count(alerts, needle),
+        1,
+        "{}: {needle} in {alerts:?}",
+        h.label()
+    );
+}
+
+/// FBA Multi-Channel Fulfillment tracking follows each orders poll: every parcel of the
+/// default scenario is stored, the lost and the held-in-customs ones reach the shipping
+/// exception rule as `(shipment, event)` of that very parcel, and a parcel that later
+/// gets stuck raises one new alert, naming it.
+#[tokio::test]
+async fn fba_parcels_reach_the_rules_one_parcel_per_event() {
+    let scenario = match Scenario::from_yaml_str(include_str!("../scenarios/default.yaml")) {
+        Ok(s) => s,
+        Err(e) => panic!("default scenario: {e}"),
+    };
+    for h in harnesses(&scenario).await {
+        h.shipped_templates();
+        h.write_rule(
+            "shipping_exception",
+            include_str!("../rules/shipping_exception.rhai"),
+        );
+        h.write_rule(
+            "moves",
+            r#"fn on_tracking_updated(shipment, event) {
+                   if shipment.tracking_number != event.tracking_number { throw "wrong parcel"; }
+                   alert("ops", `moved ${event.carrier} ${event.tracking_number}: ${event.from} -> ${event.to}`);
+               }"#,
+        );
+        let daemon = h.daemon();
+        assert!(cycle(&h, &daemon).await.iter().all(Result::is_ok));
+        let in_transit = Subject::order(SalesChannel::Amazon, "114-3391806-2257740");
+        let parcels = match h.store.store.shipments(&in_transit).await {
+            Ok(found) => found,
+            Err(e) => panic!("shipments: {e}"),
+        };
+        assert_eq!(
+            parcels
+                .iter()
+                .map(|p| (p.tracking_number.as_str(), p.status))
+                .collect::<Vec<_>>(),
+            vec![("1Z999AA10123456784", TrackingStatus::InTransit)],
+            "{}",
+            h.label()
+        );
+        let alerts = h.slack_texts();
+        once(
+            &h,
+            &alerts,
+            "USPS parcel 9400111899223344556677 has an exception (lost) for order 113-6679340-1195528",
+        );
+        // The web-shop order's parcel belongs to no Amazon order: ops only.
+        once(
+            &h,
+            &alerts,
+            "UPS parcel 1Z999AA10198765431 has an exception (customs).",
+        );
+        assert_eq!(count(&alerts, "moved "), 4, "{}: {alerts:?}", h.label());
+        once(&h, &alerts, "moved UPS 1Z999AA10123456784:  -> InTransit");
+        assert_eq!(h.journal("getPackageTrackingDetails").len(), 4);
+
+        // The in-transit parcel is held in customs: one new exception, about it alone.
+        h.clock.advance(Duration::hours(1));
+        if let Err(e) = h
+            .sandbox
+            .set_package_status(1840273, "DELAYED", "EVENT_402")
+        {
+            panic!("set_package_status: {e}");
+        }
+        assert!(cycle(&h, &daemon).await.iter().all(Result::is_ok));
+        let alerts = h.slack_texts();
+        assert_eq!(
+            count(&alerts, "has an exception"),
+            3,
+            "{}: {alerts:?}",
+            h.label()
+        );
+        once(
+            &h,
+            &alerts,
+            "UPS parcel 1Z999AA10123456784 has an exception (customs) for order 114-3391806-2257740",
+        );
+        once(
+            &h,
+            &alerts,
+            "moved UPS 1Z999AA10123456784: InTransit -> Exception",
+        );
+        // The delivered parcel is settled and not asked about again.
+        assert_eq!(h.journal("getPackageTrackingDetails").len(), 7);
+
+        // Nothing changed: nothing new.
+        h.clock.advance(Duration::hours(1));
+        assert!(cycle(&h, &daemon).await.iter().all(Result::is_ok));
+        assert_eq!(h.slack_texts().len(), alerts.len(), "{}", h.label());
     }
 }

@@ -99,7 +99,18 @@ fn demo_once_holds_a_refund_that_an_approval_then_executes_against_the_sandbox()
     let stdout = text(&first.stdout);
     assert!(first.status.success(), "{stdout}{}", text(&first.stderr));
     assert!(
-        stdout.contains("Chat messages received by the sandbox's Slack webhook (2):"),
+        stdout.contains("Chat messages received by the sandbox's Slack webhook (3):"),
+        "{stdout}"
+    );
+    // FBA tracking: the lost parcel of an Amazon order, and the web-shop parcel in customs.
+    assert!(
+        stdout.contains("2 alerts from rule shipping_exception"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "USPS parcel 9400111899223344556677 has an exception (lost) for order 113-6679340-1195528."
+        ),
         "{stdout}"
     );
     assert!(

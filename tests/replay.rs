@@ -28,6 +28,7 @@ async fn replay_shows_what_todays_rules_would_do_and_writes_nothing() {
             When::days_ago(1),
         ),
     ];
+    scenario.amazon.fulfillment_orders.clear();
     for h in harnesses(&scenario).await {
         let daemon = h.daemon();
         assert!(daemon.run_cycle().await.is_ok(), "{}", h.label());

@@ -191,6 +191,10 @@ struct RawAmazonAccount {
     /// cancellations); without it those actions fail with a clear reason.
     #[serde(default)]
     seller_id: Option<String>,
+    /// Poll Multi-Channel Fulfillment tracking (Fulfillment Outbound) after each orders
+    /// poll; on unless turned off.
+    #[serde(default)]
+    fba_tracking: Option<bool>,
 }
 
 /// A channel is a flat map (not a tagged enum) so serde keeps exact error lines.
@@ -482,6 +486,8 @@ pub struct AmazonAccount {
     pub initial_lookback_days: i64,
     pub page_size: u32,
     pub seller_id: Option<String>,
+    /// Poll FBA Multi-Channel Fulfillment tracking after each orders poll.
+    pub fba_tracking: bool,
 }
 
 /// One configured chat destination.
@@ -1168,6 +1174,7 @@ impl Validator {
             overlap_minutes,
             initial_lookback_days,
             page_size,
+            fba_tracking: raw.fba_tracking.unwrap_or(true),
         })
     }
 }

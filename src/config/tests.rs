@@ -104,6 +104,33 @@ fn marketplace_must_belong_to_the_region() {
 }
 
 #[test]
+fn fba_tracking_is_on_unless_turned_off() {
+    let account = |extra: &str| {
+        format!(
+            "{MINIMAL}amazon:\n  accounts:\n    - name: us\n      region: na\n      marketplaces: [ATVPDKIKX0DER]\n      client_id: a\n      client_secret: env:A\n      refresh_token: env:B\n      schedule: \"* * * * *\"\n{extra}"
+        )
+    };
+    let tracked = |text: String| match parse(&text) {
+        Ok(config) => config
+            .amazon
+            .iter()
+            .map(|a| a.fba_tracking)
+            .collect::<Vec<_>>(),
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(tracked(account("")), vec![true]);
+    assert_eq!(tracked(account("      fba_tracking: false\n")), vec![false]);
+    let errors = parse(&account("      fba_tracking: sometimes\n"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        errors.contains("config/test.yaml:14: amazon.accounts[0].fba_tracking: invalid type"),
+        "{errors}"
+    );
+}
+
+#[test]
 fn a_literal_secret_is_refused_and_not_echoed() {
     let text = format!(
         "{MINIMAL}channels:\n  ops:\n    type: slack\n    webhook_url: https://hooks.slack.com/services/T1/B2/s3cr3t\n"

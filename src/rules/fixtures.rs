@@ -31,7 +31,7 @@ use serde::Deserialize;
 use super::{RequestedAction, RuleEngine, RuleOutcome, RuleSet, view};
 use crate::model::{
     ActionRequest, BuyerMessage, EventKind, Fulfillment, Money, Order, OrderItem, OrderStatus,
-    SalesChannel, Shipment, StoredOrder, TrackingStatus,
+    ParcelRef, SalesChannel, Shipment, StoredOrder, TrackingStatus,
 };
 
 #[derive(Debug, Deserialize)]
@@ -294,9 +294,11 @@ impl FixtureOrder {
     }
 }
 
+/// The event of a case; a tracking event is about the case's parcel (`parcel`).
 fn event_kind(
     hook: &str,
     fields: &BTreeMap<String, serde_json::Value>,
+    parcel: ParcelRef,
 ) -> Result<EventKind, String> {
     let text = |name: &str| fields.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     let parsed =
@@ -321,12 +323,14 @@ fn event_kind(
                 parsed("to")?.ok_or("event.to is required for on_tracking_updated")?,
             )
             .map_err(|e| format!("event.to: {e}"))?,
+            parcel,
         },
         super::HOOK_SLA_AT_RISK => EventKind::SlaAtRisk {
             hours: fields.get("hours").and_then(|v| v.as_i64()).unwrap_or(20),
         },
         super::HOOK_SHIPMENT_EXCEPTION => EventKind::ShipmentException {
             reason: text("reason").unwrap_or_else(|| "other".into()),
+            parcel,
         },
         super::HOOK_SCHEDULE => EventKind::Schedule {
             name: text("name").ok_or("event.name is required for on_schedule")?,
@@ -358,7 +362,10 @@ impl Case {
                 let order = order.as_ref().ok_or_else(|| need("order"))?;
                 vec![
                     view::order(order, now),
-                    view::event(&event_kind(&self.hook, &self.event)?, now),
+                    view::event(
+                        &event_kind(&self.hook, &self.event, ParcelRef::default())?,
+                        now,
+                    ),
                 ]
             }
             super::HOOK_BUYER_MESSAGE
@@ -382,7 +389,10 @@ impl Case {
                 };
                 let mut args = vec![view::message(&msg, order.as_ref(), &others, now)];
                 if self.hook == super::HOOK_SLA_AT_RISK {
-                    args.push(view::event(&event_kind(&self.hook, &self.event)?, now));
+                    args.push(view::event(
+                        &event_kind(&self.hook, &self.event, ParcelRef::default())?,
+                        now,
+                    ));
                 }
                 args
             }
@@ -400,13 +410,16 @@ impl Case {
                     last_event_location: None,
                     estimated_delivery: time_opt(&s.estimated_delivery, now)?,
                 };
+                let event = event_kind(&self.hook, &self.event, ParcelRef::of(&parcel))?;
                 vec![
                     view::shipment(&parcel, order.as_ref(), now),
-                    view::event(&event_kind(&self.hook, &self.event)?, now),
+                    view::event(&event, now),
                 ]
             }
             super::HOOK_SCHEDULE => {
-                let EventKind::Schedule { name } = event_kind(&self.hook, &self.event)? else {
+                let EventKind::Schedule { name } =
+                    event_kind(&self.hook, &self.event, ParcelRef::default())?
+                else {
                     return Err("on_schedule needs event.name".into());
                 };
                 vec![name.into()]

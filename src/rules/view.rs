@@ -55,7 +55,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rhai::{Array, Dynamic, Map};
 
 use crate::model::{
-    BuyerMessage, EventKind, Money, OrderItem, OrderStatus, Shipment, StoredOrder, TrackingStatus,
+    BuyerMessage, EventKind, Money, OrderItem, OrderStatus, ParcelRef, Shipment, StoredOrder,
+    TrackingStatus,
 };
 
 fn time(t: DateTime<Utc>) -> Dynamic {
@@ -361,7 +362,10 @@ fn item(item: &OrderItem) -> Dynamic {
     i.into()
 }
 
-/// An event as a rule sees it: `#{type, at, …}` with the fields of its kind.
+/// An event as a rule sees it: `#{type, at, …}` with the fields of its kind:
+/// `from`/`to` for status changes, `reason` for a shipment exception, `hours` for an SLA
+/// warning, `name` for a schedule; tracking events also name their parcel (`carrier`,
+/// `tracking_number`), the one given as `shipment`.
 pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
     let mut m = Map::new();
     m.insert("type".into(), kind.name().into());
@@ -370,15 +374,17 @@ pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
             m.insert("from".into(), opt_str(from.map(|s| s.as_str())));
             m.insert("to".into(), to.as_str().into());
         }
-        EventKind::TrackingUpdated { from, to } => {
+        EventKind::TrackingUpdated { from, to, parcel } => {
             m.insert("from".into(), opt_str(from.map(|s| s.as_str())));
             m.insert("to".into(), to.as_str().into());
+            insert_parcel(&mut m, parcel);
         }
         EventKind::SlaAtRisk { hours } => {
             m.insert("hours".into(), (*hours).into());
         }
-        EventKind::ShipmentException { reason } => {
+        EventKind::ShipmentException { reason, parcel } => {
             m.insert("reason".into(), reason.clone().into());
+            insert_parcel(&mut m, parcel);
         }
         EventKind::Schedule { name } => {
             m.insert("name".into(), name.clone().into());
@@ -387,6 +393,14 @@ pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
     }
     m.insert("at".into(), time(at));
     m.into()
+}
+
+fn insert_parcel(m: &mut Map, parcel: &ParcelRef) {
+    m.insert("carrier".into(), parcel.carrier.clone().into());
+    m.insert(
+        "tracking_number".into(),
+        parcel.tracking_number.clone().into(),
+    );
 }
 
 /// A buyer message as a rule sees it. Fields: `subject` (what it stands for), `id`,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::model::{
-    EventKind, Money, Order, OrderItem, Shipment, StoredOrder, Subject, TrackingStatus,
+    EventKind, Money, Order, OrderItem, ParcelRef, Shipment, StoredOrder, Subject, TrackingStatus,
 };
 
 use super::{StoreError, from_ms};
@@ -323,16 +323,19 @@ pub(super) enum ShipmentChange {
 /// (a delay that becomes a loss is a new problem). Anything else (a newer scan, an ETA)
 /// is written without an event.
 pub(super) fn shipment_change(previous: Option<&Shipment>, next: &Shipment) -> ShipmentChange {
+    let parcel = ParcelRef::of(next);
     let exception = || EventKind::ShipmentException {
         reason: next
             .exception_reason
             .clone()
             .unwrap_or_else(|| "other".to_owned()),
+        parcel: parcel.clone(),
     };
     let Some(previous) = previous else {
         let mut events = vec![EventKind::TrackingUpdated {
             from: None,
             to: next.status,
+            parcel: parcel.clone(),
         }];
         if next.status == TrackingStatus::Exception {
             events.push(exception());
@@ -353,6 +356,7 @@ pub(super) fn shipment_change(previous: Option<&Shipment>, next: &Shipment) -> S
         events.push(EventKind::TrackingUpdated {
             from: Some(previous.status),
             to: next.status,
+            parcel: parcel.clone(),
         });
     }
     let new_problem = previous.status != TrackingStatus::Exception

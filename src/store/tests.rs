@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use super::testing;
 use super::*;
 use crate::model::{
-    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, PlannedAction, Shipment,
-    TrackingStatus,
+    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, ParcelRef, PlannedAction,
+    Shipment, TrackingStatus,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -580,6 +580,14 @@ fn parcel(number: &str, status: TrackingStatus) -> Shipment {
     }
 }
 
+/// The parcel reference of a [`parcel`].
+fn ups(number: &str) -> ParcelRef {
+    ParcelRef {
+        carrier: "UPS".into(),
+        tracking_number: number.into(),
+    }
+}
+
 fn problem(number: &str, reason: &str, at: DateTime<Utc>) -> Shipment {
     Shipment {
         exception_reason: Some(reason.into()),
@@ -614,7 +622,8 @@ async fn a_new_parcel_is_stored_with_one_tracking_event() -> Result<(), StoreErr
             kinds(&events),
             vec![EventKind::TrackingUpdated {
                 from: None,
-                to: TrackingStatus::InTransit
+                to: TrackingStatus::InTransit,
+                parcel: ups("1Z0000000000000010"),
             }],
             "{}",
             t.label
@@ -704,15 +713,18 @@ async fn a_status_change_is_one_event_with_from_and_to() -> Result<(), StoreErro
             vec![
                 EventKind::TrackingUpdated {
                     from: None,
-                    to: TrackingStatus::InTransit
+                    to: TrackingStatus::InTransit,
+                    parcel: ups("TBA000000000012"),
                 },
                 EventKind::TrackingUpdated {
                     from: None,
-                    to: TrackingStatus::InTransit
+                    to: TrackingStatus::InTransit,
+                    parcel: ups("TBA000000000013"),
                 },
                 EventKind::TrackingUpdated {
                     from: Some(TrackingStatus::InTransit),
-                    to: TrackingStatus::OutForDelivery
+                    to: TrackingStatus::OutForDelivery,
+                    parcel: ups("TBA000000000012"),
                 },
             ],
             "{}",
@@ -762,24 +774,30 @@ async fn an_exception_is_a_tracking_event_and_a_shipment_exception() -> Result<(
             vec![
                 EventKind::TrackingUpdated {
                     from: None,
-                    to: TrackingStatus::InTransit
+                    to: TrackingStatus::InTransit,
+                    parcel: ups(number),
                 },
                 EventKind::TrackingUpdated {
                     from: Some(TrackingStatus::InTransit),
-                    to: TrackingStatus::Exception
+                    to: TrackingStatus::Exception,
+                    parcel: ups(number),
                 },
                 EventKind::ShipmentException {
-                    reason: "customs".into()
+                    reason: "customs".into(),
+                    parcel: ups(number),
                 },
                 EventKind::ShipmentException {
-                    reason: "lost".into()
+                    reason: "lost".into(),
+                    parcel: ups(number),
                 },
                 EventKind::TrackingUpdated {
                     from: None,
-                    to: TrackingStatus::Exception
+                    to: TrackingStatus::Exception,
+                    parcel: ups("1Z0000000000000015"),
                 },
                 EventKind::ShipmentException {
-                    reason: "other".into()
+                    reason: "other".into(),
+                    parcel: ups("1Z0000000000000015"),
                 },
             ],
             "{}",

@@ -119,6 +119,23 @@ impl Harness {
         }
     }
 
+    /// The shipped templates, for the shipped rules.
+    pub fn shipped_templates(&self) {
+        let dir = self.rules_dir().join("templates");
+        let copied = std::fs::create_dir_all(&dir).and_then(|_| {
+            for entry in std::fs::read_dir("rules/templates")? {
+                let path = entry?.path();
+                if let Some(name) = path.file_name() {
+                    std::fs::copy(&path, dir.join(name))?;
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = copied {
+            panic!("{e}");
+        }
+    }
+
     pub fn config(&self) -> Config {
         let path = self.dir.path().join("nightdesk.yaml");
         match Config::from_str(&self.config_text, &path) {

@@ -1135,7 +1135,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::model::EventKind;
+    use crate::model::{EventKind, ParcelRef};
     use crate::sources::amazon::api::fake::{Answer, Fake};
     use crate::store::testing;
 
@@ -1986,15 +1986,24 @@ mod tests {
         );
         let events = store.events_for(mcf_subject.as_str()).await?;
         let kinds: Vec<EventKind> = events.into_iter().map(|e| e.kind).collect();
+        let mcf_parcel = store
+            .shipments(&mcf_subject)
+            .await?
+            .first()
+            .map(ParcelRef::of)
+            .unwrap_or_default();
+        assert!(!mcf_parcel.tracking_number.is_empty());
         assert_eq!(
             kinds,
             vec![
                 EventKind::TrackingUpdated {
                     from: None,
-                    to: TrackingStatus::Exception
+                    to: TrackingStatus::Exception,
+                    parcel: mcf_parcel.clone(),
                 },
                 EventKind::ShipmentException {
-                    reason: "customs".into()
+                    reason: "customs".into(),
+                    parcel: mcf_parcel,
                 },
             ]
         );
@@ -2022,7 +2031,11 @@ mod tests {
             events.last().map(|e| &e.kind),
             Some(&EventKind::TrackingUpdated {
                 from: Some(TrackingStatus::InTransit),
-                to: TrackingStatus::Delivered
+                to: TrackingStatus::Delivered,
+                parcel: ParcelRef {
+                    carrier: "UPS".into(),
+                    tracking_number: "1ZAAA".into(),
+                },
             })
         );
 
