@@ -505,3 +505,58 @@ async fn a_failing_rule_does_not_stop_the_others() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_malformed_items_body_once_is_read_again_at_once() {
+    for h in harnesses(&scenario_of(3)).await {
+        h.sandbox.inject(Fault::malformed("getOrderItems").times(1));
+        let poll = first_poll(&h.daemon()).await;
+        assert_eq!(
+            poll.as_ref().map(|p| (p.ingest.stored, p.skipped.len())),
+            Ok((3, 0)),
+            "{}: {poll:?}",
+            h.label()
+        );
+        assert_eq!(h.journal("getOrderItems").len(), 4, "{}", h.label());
+    }
+}
+
+#[tokio::test]
+async fn an_order_whose_items_stay_malformed_is_skipped_and_the_rest_are_stored() {
+    for h in harnesses(&scenario_of(3)).await {
+        // The first order's items break the contract on the first try and the retry.
+        h.sandbox.inject(Fault::malformed("getOrderItems").times(2));
+        let poll = first_poll(&h.daemon()).await;
+        let skipped: Vec<String> = poll
+            .as_ref()
+            .map(|p| p.skipped.iter().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(skipped.len(), 1, "{}: {poll:?}", h.label());
+        assert_eq!(
+            poll.as_ref().map(|p| p.ingest.stored),
+            Ok(2),
+            "{}",
+            h.label()
+        );
+        let stored = h
+            .store
+            .store
+            .order(SalesChannel::Amazon, &skipped[0])
+            .await
+            .ok()
+            .flatten();
+        assert!(stored.is_none(), "{}: skipped order stored", h.label());
+        // One bad order does not hold the account back: the watermark moves.
+        assert!(
+            h.store
+                .store
+                .checkpoint("amazon/test")
+                .await
+                .ok()
+                .flatten()
+                .is_some(),
+            "{}",
+            h.label()
+        );
+    }
+}

@@ -43,6 +43,17 @@ impl SourceError {
         move |error| SourceError::Upstream { operation, error }
     }
 
+    /// The upstream answered, but with something that breaks its contract.
+    pub fn is_malformed(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Upstream {
+                error: UpstreamError::Malformed { .. },
+                ..
+            }
+        )
+    }
+
     /// The upstream refused the account's credentials: no retry will help until a
     /// person fixes them.
     pub fn is_credentials(&self) -> bool {
@@ -315,7 +326,14 @@ async fn read_window(
                     read.ingest.unchanged += 1;
                     continue;
                 }
-                order.items = source.order_items(&order).await?;
+                order.items = match items_of(source, &order).await? {
+                    Ok(items) => items,
+                    Err(reason) => {
+                        crate::telemetry::order_skipped(source.key(), &order.id, &reason);
+                        read.skipped.push((order.id.clone(), reason));
+                        continue;
+                    }
+                };
                 read.ingest_ids.push(order.id.clone());
                 changed.push(order);
             }
@@ -335,6 +353,27 @@ async fn read_window(
     let read = stored?;
     listed?;
     Ok(read)
+}
+
+/// An order's items; `Err(reason)` when Amazon's answer breaks the contract twice running
+/// (a truncated body once is tried again at once). That order is skipped, so bad data in
+/// one order does not stall the account; the daily sweep reads it again.
+async fn items_of(
+    source: &dyn OrderSource,
+    order: &Order,
+) -> Result<Result<Vec<OrderItem>, String>, SourceError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match source.order_items(order).await {
+            Ok(items) => return Ok(Ok(items)),
+            Err(error) if error.is_malformed() && tries == 2 => {
+                return Ok(Err(error.to_string()));
+            }
+            Err(error) if error.is_malformed() => {}
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 #[cfg(test)]
