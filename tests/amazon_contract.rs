@@ -1,4 +1,4 @@
-//! The sandbox against Amazon's published contracts (`../shared/specs/amazon/`): every
+//! The sandbox against Amazon's published contracts (`specs/amazon/`): every
 //! SP-API operation it serves is called, successes and errors alike, and every JSON
 //! body is validated against the response schema the model declares for that
 //! operation and status, with the `jsonschema` crate (draft 4, the dialect of Swagger
@@ -70,7 +70,7 @@ struct Spec {
 impl Spec {
     fn load(file: &'static str) -> Spec {
         let dir = std::env::var("NIGHTDESK_SPECS_DIR").unwrap_or_else(|_| {
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/specs/amazon").to_owned()
+            concat!(env!("CARGO_MANIFEST_DIR"), "/specs/amazon").to_owned()
         });
         let path = format!("{dir}/{file}");
         // Without the models this test cannot check anything: fail, never pass.

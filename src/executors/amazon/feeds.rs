@@ -440,7 +440,7 @@ mod tests {
     fn spec() -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/specs/amazon/feeds_2021-06-30.json"
+            "/specs/amazon/feeds_2021-06-30.json"
         ))
         .ok()?;
         serde_json::from_str(&text).ok()

@@ -333,7 +333,7 @@ mod tests {
     fn spec() -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/specs/amazon/messaging.json"
+            "/specs/amazon/messaging.json"
         ))
         .ok()?;
         serde_json::from_str(&text).ok()

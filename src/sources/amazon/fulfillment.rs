@@ -1243,7 +1243,7 @@ mod tests {
     fn spec() -> Option<Value> {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/specs/amazon/fulfillmentOutbound_2020-07-01.json"
+            "/specs/amazon/fulfillmentOutbound_2020-07-01.json"
         ))
         .ok()?;
         serde_json::from_str(&text).ok()
