@@ -31,7 +31,8 @@ const SECRET_FIELDS: [&str; 5] = [
 const SECRET_QUERY: [&str; 3] = ["x-amz-signature", "key", "token"];
 
 /// Headers whose values never reach the journal (their presence does).
-const SECRET_HEADERS: [&str; 6] = [
+const SECRET_HEADERS: [&str; 7] = [
+    "dhl-api-key",
     "x-amz-access-token",
     "authorization",
     "cookie",
@@ -201,10 +202,26 @@ pub(super) fn body_json(headers: &HeaderMap, body: &[u8]) -> Value {
         )
     } else {
         serde_json::from_slice(body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+            .unwrap_or_else(|_| Value::String(mask_xml(&String::from_utf8_lossy(body))))
     };
     mask_value(&mut value);
     value
+}
+
+/// Masks the text of XML elements that carry secrets (DPD's SOAP `password` and
+/// `authToken`), whatever their namespace prefix.
+fn mask_xml(text: &str) -> String {
+    static SECRET_ELEMENTS: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"(?is)(<(?:[\w.-]+:)?(?:password|authToken)\b[^>]*>)[^<]*(</)").ok()
+        });
+    match SECRET_ELEMENTS.as_ref() {
+        Some(pattern) => pattern
+            .replace_all(text, format!("${{1}}{MASK}${{2}}"))
+            .into_owned(),
+        // The pattern is a literal that compiles; were it not to, mask everything.
+        None => MASK.to_owned(),
+    }
 }
 
 /// Masks secret fields at any depth.
@@ -244,6 +261,31 @@ pub(super) fn query_text(query: Option<&str>) -> String {
         out.append_pair(&k, if is_secret(&k) { MASK } else { &v });
     }
     out.finish()
+}
+
+#[cfg(test)]
+mod tests_xml {
+    use super::*;
+
+    #[test]
+    fn soap_passwords_and_tokens_are_masked() {
+        let body = "<soapenv:Header><ns:authentication><delisId>sandboxdelis</delisId>\
+                    <authToken>abc123</authToken></ns:authentication></soapenv:Header>\
+                    <ns1:getAuth><delisId>d</delisId><ns1:password>hunter2</ns1:password></ns1:getAuth>";
+        let masked = mask_xml(body);
+        assert!(
+            !masked.contains("abc123") && !masked.contains("hunter2"),
+            "{masked}"
+        );
+        assert!(masked.contains("<authToken>***</authToken>"), "{masked}");
+        assert!(
+            masked.contains("<delisId>sandboxdelis</delisId>"),
+            "{masked}"
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert("DHL-API-Key", axum::http::HeaderValue::from_static("k"));
+        assert_eq!(headers_json(&headers)["dhl-api-key"], MASK);
+    }
 }
 
 #[cfg(test)]
