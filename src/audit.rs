@@ -59,6 +59,10 @@ pub async fn timeline(
                 "tracking",
                 format!("carrier exception{}: {reason}", parcel_label(parcel)),
             ),
+            EventKind::TrackingCondition { condition, parcel } => (
+                "tracking",
+                format!("tracking{}: {condition}", parcel_label(parcel)),
+            ),
             EventKind::BuyerMessageReceived => ("message", "buyer wrote".to_owned()),
             EventKind::SlaAtRisk { hours } => {
                 ("message", format!("buyer message unanswered for {hours} h"))

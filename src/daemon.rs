@@ -27,12 +27,26 @@ use crate::outbox::{Executor, ExecutorError, ExecutorReport, Route};
 use crate::rules::templates::Templates;
 use crate::rules::{self, RuleEngine, RuleError, RuleOutcome, RuleSet, view};
 use crate::schedule::Schedule;
+use crate::sources::amazon::api::SpApi;
 use crate::sources::amazon::fulfillment::{self, FulfillmentClient};
 use crate::sources::amazon::lwa::LwaCredentials;
-use crate::sources::amazon::{AmazonSource, AmazonSourceSettings};
+use crate::sources::amazon::{AmazonSource, AmazonSourceSettings, packages};
+use crate::sources::carriers::history::ConditionLimits;
+use crate::sources::carriers::tracker::{PollPlan, TrackReport, Tracker};
+use crate::sources::carriers::{self, Carrier, CarrierSecrets};
 use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
+
+/// A carrier's base URL under the sandbox (or any single host serving all carriers).
+fn carrier_base(url: &Url, carrier: Carrier) -> Url {
+    let text = format!(
+        "{}/{}",
+        url.as_str().trim_end_matches('/'),
+        carrier.as_str()
+    );
+    Url::parse(&text).unwrap_or_else(|_| url.clone())
+}
 
 /// The rules and templates of `dir`, if everything passes `check`; else every problem.
 fn checked_rules(
@@ -53,6 +67,9 @@ fn checked_rules(
 pub struct Endpoints {
     pub amazon: Option<Url>,
     pub lwa: Option<Url>,
+    /// Where every carrier lives, each under its own path (`<url>/ups`, `<url>/fedex`…):
+    /// the sandbox. Overrides the carriers' `base_url`s.
+    pub carriers: Option<Url>,
 }
 
 /// Everything the daemon is built from.
@@ -75,6 +92,8 @@ pub enum BuildError {
     Rules(Vec<String>),
     #[error("cannot build an HTTP client: {0}")]
     Http(#[from] UpstreamError),
+    #[error("cannot set up a carrier: {0}")]
+    Carrier(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +108,8 @@ pub enum DaemonError {
 #[derive(Debug, Default)]
 pub struct CycleReport {
     pub polls: Vec<(String, Result<PollReport, String>)>,
+    /// The carriers' tracking poll, when carriers are configured.
+    pub tracking: Option<TrackReport>,
     pub events_seen: usize,
     pub rule_failures: usize,
     pub actions_planned: usize,
@@ -103,6 +124,11 @@ pub struct Daemon {
     /// FBA Multi-Channel Fulfillment tracking, by the key of the orders source whose
     /// successful polls it follows.
     fulfillment: HashMap<String, FulfillmentClient>,
+    /// FBM ship confirmations (Orders 2026-01-01 packages), by orders source key: the
+    /// parcels the tracker then asks the carriers about.
+    packages: HashMap<String, Arc<SpApi>>,
+    /// The carriers nightdesk asks itself, if any are configured.
+    tracker: Option<Tracker>,
     engine: RuleEngine,
     rules: ArcSwap<RuleSet>,
     /// The last good templates, swapped with the rules (for the message executors).
@@ -194,6 +220,19 @@ impl Daemon {
             }
         }
 
+        let mut carrier_accounts = Vec::new();
+        for account in config.carriers.iter().flat_map(|c| c.accounts.iter()) {
+            let key = format!("carriers.{}", account.carrier);
+            let secrets = CarrierSecrets::resolve(&account.credentials, &key, &mut resolve);
+            if let Some(secrets) = secrets {
+                let base_url = match &endpoints.carriers {
+                    Some(url) => carrier_base(url, account.carrier),
+                    None => account.base_url.clone(),
+                };
+                carrier_accounts.push((account.clone(), secrets, base_url));
+            }
+        }
+
         let approval_token = config
             .approvals
             .token
@@ -222,6 +261,7 @@ impl Daemon {
         let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
             HashMap::new();
         let mut fulfillment = HashMap::new();
+        let mut packages = HashMap::new();
         for settings in pending_sources {
             // One client per account: the poller and the executors share its token
             // cache and usage-plan buckets, as Amazon counts them together.
@@ -239,10 +279,34 @@ impl Daemon {
             let fba_tracking = settings.account.fba_tracking;
             let source = AmazonSource::new(settings.account, api.clone());
             if fba_tracking {
-                fulfillment.insert(source.key().to_owned(), FulfillmentClient::new(api));
+                fulfillment.insert(source.key().to_owned(), FulfillmentClient::new(api.clone()));
+            }
+            if config.carriers.is_some() {
+                packages.insert(source.key().to_owned(), api);
             }
             sources.push(source);
         }
+        let tracker = match &config.carriers {
+            Some(section) => {
+                let mut connections = Vec::new();
+                for (account, secrets, base_url) in carrier_accounts {
+                    connections.push(
+                        carriers::connect(&account, secrets, base_url, clock.clone(), retry)
+                            .map_err(|e| BuildError::Carrier(e.to_string()))?,
+                    );
+                }
+                Some(Tracker::new(
+                    connections,
+                    ConditionLimits {
+                        not_scanned_business_days: section.not_scanned_business_days,
+                        stalled_days: section.stalled_days,
+                    },
+                    PollPlan::default(),
+                    clock.clone(),
+                ))
+            }
+            None => None,
+        };
 
         telemetry::rules_loaded(rule_set.rules.len());
         let routes = channels
@@ -274,6 +338,8 @@ impl Daemon {
             clock,
             sources,
             fulfillment,
+            packages,
+            tracker,
             engine,
             rules: ArcSwap::from_pointee(rule_set),
             templates,
@@ -303,6 +369,7 @@ impl Daemon {
                 telemetry::poll_succeeded(source.key(), report);
                 self.credentials_work(source.key(), now).await?;
                 self.track_fulfillment(source.key(), now).await?;
+                self.watch_packages(source.key(), now).await?;
                 self.reconcile(source, now).await?;
             }
             Err(error) if error.is_credentials() => {
@@ -430,6 +497,122 @@ impl Daemon {
         Ok(())
     }
 
+    /// Start tracking the parcels of FBM orders that shipped since the last look
+    /// (checkpoint `<key>/packages`): their ship confirmations name carrier and number.
+    /// A failed read is logged and tried again at the next poll (the checkpoint stays).
+    async fn watch_packages(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(api) = self.packages.get(key) else {
+            return Ok(());
+        };
+        let checkpoint = format!("{key}/packages");
+        let since = self.store.checkpoint(&checkpoint).await?;
+        // Events at the checkpoint itself were read last time (`events_since` includes them).
+        let events = match since {
+            Some(since) => self
+                .store
+                .events_since(since)
+                .await?
+                .into_iter()
+                .filter(|e| e.at > since)
+                .collect(),
+            // First run: what the first poll stored.
+            None => self.store.events_since(now - Duration::days(30)).await?,
+        };
+        let mut shipped: Vec<(crate::model::SalesChannel, String)> = Vec::new();
+        for event in events {
+            let EventKind::OrderStatusChanged { to, .. } = event.kind else {
+                continue;
+            };
+            if !matches!(
+                to,
+                crate::model::OrderStatus::Shipped | crate::model::OrderStatus::PartiallyShipped
+            ) {
+                continue;
+            }
+            if let Some((channel, id)) = event.subject.as_order()
+                && !shipped.iter().any(|(_, known)| known == id)
+            {
+                shipped.push((channel, id.to_owned()));
+            }
+        }
+        let mut watches = Vec::new();
+        for (channel, id) in shipped {
+            let Some(stored) = self.store.order(channel, &id).await? else {
+                continue;
+            };
+            if stored.order.fulfillment != Some(crate::model::Fulfillment::Mfn) {
+                continue;
+            }
+            let found = match packages::order_packages(api, &id).await {
+                Ok(found) => found,
+                Err(sources::SourceError::Store(error)) => return Err(error),
+                Err(error) => {
+                    telemetry::poll_failed(&checkpoint, &error);
+                    return Ok(());
+                }
+            };
+            let promised_by = stored.order.latest_delivery_date;
+            for package in found {
+                let (Some(name), Some(number)) = (package.carrier, package.tracking_number) else {
+                    continue;
+                };
+                let Some(carrier) = Carrier::from_marketplace_name(&name) else {
+                    tracing::info!(order = %id, carrier = %name, "Parcel of a carrier nightdesk does not ask; not tracked.");
+                    continue;
+                };
+                let shipped_at = package.ship_time.or(package.created_time);
+                let query = carriers::ParcelQuery {
+                    tracking_number: number,
+                    ship_date: shipped_at.map(|at| at.date_naive()),
+                    destination_postcode: None,
+                    destination_country: None,
+                    service: None,
+                };
+                watches.push(carriers::tracker::watch(
+                    stored.order.subject(),
+                    carrier,
+                    query,
+                    shipped_at,
+                    promised_by,
+                    now,
+                ));
+            }
+        }
+        let added = self.store.watch_parcels(&watches, now).await?;
+        telemetry::parcels_watched(key, added);
+        self.store.ingest(&checkpoint, &[], Some(now), now).await?;
+        Ok(())
+    }
+
+    /// Ask the carriers about every due parcel and store what changed; a carrier whose
+    /// credentials are refused is alerted once a day.
+    pub async fn track_parcels(&self) -> Result<Option<TrackReport>, StoreError> {
+        let Some(tracker) = &self.tracker else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let report = tracker.poll(self.store.as_ref()).await?;
+        telemetry::tracking_polled(&report);
+        for (carrier, detail) in &report.credentials_failing {
+            let key = format!("carrier/{carrier}");
+            telemetry::carrier_credentials_failing(carrier.as_str(), detail);
+            let text = format!(
+                "Credentials failing for {carrier}: {detail}. Its parcels are not tracked until \
+                 the credentials in the config are fixed; nightdesk keeps trying."
+            );
+            let topic = format!("credentials/{key}/{}", now.date_naive());
+            if let Some(alert) = self.system_alert(&topic, text) {
+                self.record(None, vec![alert], now).await?;
+            }
+        }
+        Ok(Some(report))
+    }
+
+    /// The tracker, for `nightdesk track`.
+    pub fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
+    }
+
     /// The daily reconciliation sweep of a source, when due; alerts when the regular
     /// polls had missed anything. A failed sweep is logged and tried at the next poll.
     async fn reconcile(
@@ -549,7 +732,8 @@ impl Daemon {
         };
         let parcel = match &event.kind {
             EventKind::TrackingUpdated { parcel, .. }
-            | EventKind::ShipmentException { parcel, .. } => parcel,
+            | EventKind::ShipmentException { parcel, .. }
+            | EventKind::TrackingCondition { parcel, .. } => parcel,
             _ => {
                 return Ok(order.map(|order| {
                     vec![view::order(&order, now), view::event(&event.kind, event.at)]
@@ -1009,6 +1193,7 @@ impl Daemon {
             let result = self.poll(source.as_ref()).await.map_err(|e| e.to_string());
             report.polls.push((source.key().to_owned(), result));
         }
+        report.tracking = self.track_parcels().await?;
         let (seen, planned, failures) = self.process_events().await?;
         let (swept, sweep_failures) = self.sweep().await?;
         report.events_seen = seen;
@@ -1064,6 +1249,27 @@ impl Daemon {
                     .every(&schedule, &shutdown, true, || async {
                         if let Err(e) = daemon.sweep().await {
                             tracing::error!(error = %e, "Sweep failed.");
+                        }
+                    })
+                    .await;
+            });
+        }
+        if let Some(section) = self.config.carriers.clone() {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                daemon
+                    .every(&section.schedule, &shutdown, true, || async {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            result = daemon.track_parcels() => match result {
+                                Ok(_) => {
+                                    if let Err(e) = daemon.process_events().await {
+                                        tracing::error!(error = %e, "Rules pass failed.");
+                                    }
+                                }
+                                Err(e) => tracing::error!(error = %e, "Tracking poll failed."),
+                            }
                         }
                     })
                     .await;

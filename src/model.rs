@@ -555,6 +555,10 @@ pub struct Shipment {
     pub last_event_at: Option<DateTime<Utc>>,
     pub last_event_location: Option<String>,
     pub estimated_delivery: Option<DateTime<Utc>>,
+    /// What nightdesk derives itself (`not_scanned`, `stalled`, `late`); see
+    /// `sources::carriers::history::Condition`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<String>,
 }
 
 /// Which parcel a tracking event is about: a tracking number is only unique per carrier.
@@ -641,6 +645,13 @@ pub enum EventKind {
         #[serde(default)]
         parcel: ParcelRef,
     },
+    /// nightdesk noticed a condition of a parcel the carrier does not report:
+    /// `not_scanned` (label made, no scan after N business days), `stalled` (no new
+    /// scan for N days), `late` (past the promised delivery, not delivered).
+    TrackingCondition {
+        condition: String,
+        parcel: ParcelRef,
+    },
     /// A named schedule of the config fired.
     Schedule { name: String },
 }
@@ -654,6 +665,7 @@ impl EventKind {
             EventKind::SlaAtRisk { .. } => "on_sla_at_risk",
             EventKind::TrackingUpdated { .. } => "on_tracking_updated",
             EventKind::ShipmentException { .. } => "on_shipment_exception",
+            EventKind::TrackingCondition { .. } => "on_tracking_condition",
             EventKind::Schedule { .. } => "on_schedule",
         }
     }
@@ -665,6 +677,7 @@ impl EventKind {
             EventKind::SlaAtRisk { .. } => "SlaAtRisk",
             EventKind::TrackingUpdated { .. } => "TrackingUpdated",
             EventKind::ShipmentException { .. } => "ShipmentException",
+            EventKind::TrackingCondition { .. } => "TrackingCondition",
             EventKind::Schedule { .. } => "Schedule",
         }
     }

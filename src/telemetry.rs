@@ -186,3 +186,52 @@ pub fn rules_reload_failed(errors: &[String]) {
     counter!("nightdesk_rule_reload_errors_total").increment(1);
     tracing::error!(errors = ?errors, "Rule reload failed; the last good rules keep running.");
 }
+
+/// A call to a carrier failed; its parcels are asked about again later.
+pub fn carrier_failed(carrier: &str, error: &crate::sources::carriers::CarrierError) {
+    counter!("nightdesk_carrier_calls_total", "carrier" => carrier.to_owned(), "outcome" => "error")
+        .increment(1);
+    tracing::warn!(carrier, error = %error, "Carrier call failed; its parcels are asked again later.");
+}
+
+/// A carrier answered a tracking call.
+pub fn carrier_answered(carrier: &str, numbers: usize) {
+    counter!("nightdesk_carrier_calls_total", "carrier" => carrier.to_owned(), "outcome" => "ok")
+        .increment(1);
+    tracing::debug!(carrier, numbers, "Carrier answered.");
+}
+
+/// One tracker poll finished.
+pub fn tracking_polled(report: &crate::sources::carriers::tracker::TrackReport) {
+    counter!("nightdesk_parcels_polled_total").increment(report.asked as u64);
+    counter!("nightdesk_tracking_events_total").increment(report.shipments.events as u64);
+    tracing::info!(
+        asked = report.asked,
+        found = report.found,
+        not_found = report.not_found,
+        stopped = report.stopped,
+        events = report.shipments.events,
+        failures = report.failures.len(),
+        "Tracking poll finished."
+    );
+}
+
+/// New parcels to watch, from a marketplace's ship confirmations.
+pub fn parcels_watched(source: &str, added: usize) {
+    counter!("nightdesk_parcels_watched_total", "source" => source.to_owned())
+        .increment(added as u64);
+    if added > 0 {
+        tracing::info!(source, added, "Parcels added to tracking.");
+    }
+}
+
+/// A carrier refused nightdesk's credentials.
+pub fn carrier_credentials_failing(carrier: &str, detail: &str) {
+    counter!("nightdesk_credential_failures_total", "source" => format!("carrier/{carrier}"))
+        .increment(1);
+    tracing::error!(
+        carrier,
+        detail,
+        "Carrier credentials refused; its parcels wait until they are fixed."
+    );
+}

@@ -23,6 +23,30 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// `nightdesk demo --once` on the shipped demo config and the SQLite file `db`.
+fn demo_run(db: &Path) -> Output {
+    let config = repo().join("config/demo.yaml");
+    nightdesk(
+        &[
+            "demo",
+            "--once",
+            "--config",
+            &config.to_string_lossy(),
+            "--db",
+            &db.to_string_lossy(),
+        ],
+        repo(),
+    )
+}
+
+/// [`demo_run`]'s stdout, after asserting it succeeded.
+fn demo_once(db: &Path) -> String {
+    let out = demo_run(db);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    stdout
+}
+
 fn tempdir() -> tempfile::TempDir {
     match tempfile::tempdir() {
         Ok(d) => d,
@@ -102,9 +126,11 @@ fn demo_once_holds_a_refund_that_an_approval_then_executes_against_the_sandbox()
         stdout.contains("Chat messages received by the sandbox's Slack webhook (3):"),
         "{stdout}"
     );
-    // FBA tracking: the lost parcel of an Amazon order, and the web-shop parcel in customs.
+    // FBA tracking: the lost parcel of an Amazon order, and the web-shop parcel in customs;
+    // carrier tracking: the UPS parcel held up, the DHL label never scanned, and the
+    // parcels past their promised delivery.
     assert!(
-        stdout.contains("2 alerts from rule shipping_exception"),
+        stdout.contains("6 alerts from rule shipping_exception"),
         "{stdout}"
     );
     assert!(
@@ -196,6 +222,171 @@ fn demo_once_holds_a_refund_that_an_approval_then_executes_against_the_sandbox()
 }
 
 #[test]
+fn demo_once_alerts_a_carrier_exception_and_sends_the_out_for_delivery_notice() {
+    let dir = tempdir();
+    let db = dir.path().join("demo.db");
+    let stdout = demo_once(&db);
+    // The FBM orders' ship confirmations name four parcels; their carriers were asked.
+    assert!(
+        stdout.contains("Track:   asked the carriers about 4 parcel(s): 4 known, 0 not found yet"),
+        "{stdout}"
+    );
+    // UPS reports a delay (code 048): ops are told and the buyer gets Amazon's
+    // unexpected-problem message with the carrier's own words.
+    assert!(
+        stdout.contains(
+            "notify_buyer by shipping_exception on order:amazon/112-5502938-1174650: done"
+        ),
+        "{stdout}"
+    );
+    let exception = message_block(&stdout, "unexpectedProblem", "112-5502938-1174650");
+    assert!(exception.contains("1Z5R89390357567127"), "{exception}");
+    assert!(exception.contains("NASHVILLE, TN, US"), "{exception}");
+    // USPS has the parcel out for delivery (event OF): the delivery notice goes out once.
+    let notice = message_block(&stdout, "confirmDeliveryDetails", "111-2205936-7748102");
+    assert!(
+        notice.contains("out for delivery today with USPS"),
+        "{notice}"
+    );
+    assert!(notice.contains("9400111206206406260787"), "{notice}");
+    // DHL never scanned the label: nightdesk noticed it itself.
+    assert!(
+        stdout.contains(
+            "dhl parcel 3318810025 has a label but no carrier scan yet (order 114-5560872-0418836)"
+        ),
+        "{stdout}"
+    );
+
+    // Nothing is sent twice: a second run on the same store asks again but sends nothing.
+    let stdout = demo_once(&db);
+    assert!(!stdout.contains("Sandbox buyer message"), "{stdout}");
+}
+
+/// The lines of the sandbox buyer message of `kind` for `order`, as the demo prints it.
+fn message_block(stdout: &str, kind: &str, order: &str) -> String {
+    let header = format!("Sandbox buyer message {kind} for order {order}:");
+    let Some(start) = stdout.find(&header) else {
+        panic!("no {kind} message for {order} in: {stdout}");
+    };
+    stdout[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    | "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn track_detect_only_names_the_carrier_and_the_check_digit_without_network() {
+    let ok = nightdesk(&["track", "1Z5R89390357567127", "--detect-only"], repo());
+    let stdout = text(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}{}", text(&ok.stderr));
+    assert!(
+        stdout.contains("1Z5R89390357567127: UPS (ups), check digit holds"),
+        "{stdout}"
+    );
+    // One digit off: recognised as UPS-shaped, but the check digit fails.
+    let bad = nightdesk(&["track", "1Z5R89390357567128", "--detect-only"], repo());
+    let stdout = text(&bad.stdout);
+    assert!(!bad.status.success(), "{stdout}");
+    assert!(stdout.contains("check digit FAILS"), "{stdout}");
+    let none = nightdesk(&["track", "hello", "--detect-only"], repo());
+    assert!(!none.status.success());
+    assert!(text(&none.stdout).contains("no known tracking-number format"));
+}
+
+/// `nightdesk sandbox` on a free loopback port, killed on drop.
+struct SandboxProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl SandboxProcess {
+    fn start() -> SandboxProcess {
+        let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+            Ok(addr) => addr.port(),
+            Err(e) => panic!("no free port: {e}"),
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_nightdesk"))
+            .args(["sandbox", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(repo())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) => panic!("cannot start the sandbox: {e}"),
+        };
+        let sandbox = SandboxProcess {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return sandbox;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the sandbox did not listen on port {port}");
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn track_shows_what_the_carrier_says_normalised_with_raw_codes_and_history() {
+    let sandbox = SandboxProcess::start();
+    let dir = tempdir();
+    let config = dir.path().join("nightdesk.yaml");
+    let written = std::fs::write(
+        &config,
+        format!(
+            "store:\n  url: sqlite://state.db\nrules:\n  dir: rules\ncarriers:\n  usps:\n    client_id: sandbox-usps-client-id\n    client_secret: env:T_USPS_SECRET\n    base_url: {}/usps\n",
+            sandbox.base
+        ),
+    );
+    assert!(written.is_ok());
+    let out = Command::new(env!("CARGO_BIN_EXE_nightdesk"))
+        .args(["track", "9400 1112 0620 6406 2607 87", "--config"])
+        .arg(&config)
+        .env("T_USPS_SECRET", "sandbox-usps-client-secret")
+        .current_dir(dir.path())
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => panic!("cannot run nightdesk: {e}"),
+    };
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    // The number is recognised, then USPS is asked and its answer shown as nightdesk reads it.
+    assert!(
+        stdout.contains("USPS IMpb N (usps), check digit holds"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("status:   OutForDelivery"), "{stdout}");
+    assert!(stdout.contains("raw code: OF"), "{stdout}");
+    let history: Vec<&str> = stdout.lines().filter(|l| l.starts_with("    20")).collect();
+    assert_eq!(history.len(), 5, "{stdout}");
+    assert!(
+        history[0].contains("LabelCreated") && history[0].contains("GX"),
+        "{stdout}"
+    );
+    assert!(history[4].contains("OutForDelivery"), "{stdout}");
+    assert!(
+        stdout.contains("store: not read") || stdout.contains("not tracking"),
+        "{stdout}"
+    );
+    // The secret never shows.
+    assert!(!stdout.contains("sandbox-usps-client-secret"));
+    assert!(!text(&out.stderr).contains("sandbox-usps-client-secret"));
+}
+
+#[test]
 fn a_second_instance_on_the_same_sqlite_file_exits_with_a_clear_error() {
     let dir = tempdir();
     let db = dir.path().join("one.db");
@@ -204,18 +395,7 @@ fn a_second_instance_on_the_same_sqlite_file_exits_with_a_clear_error() {
     let Ok(Ok(_held)) = store else {
         panic!("cannot open the first instance")
     };
-    let config = repo().join("config/demo.yaml");
-    let out = nightdesk(
-        &[
-            "demo",
-            "--once",
-            "--config",
-            &config.to_string_lossy(),
-            "--db",
-            &db.to_string_lossy(),
-        ],
-        repo(),
-    );
+    let out = demo_run(&db);
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(

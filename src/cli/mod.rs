@@ -1,7 +1,9 @@
 //! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`, `test`, `replay`,
-//! `explain`, `approve`, `reject`, `audit`. Glue only: every
+//! `explain`, `approve`, `reject`, `audit`, `track`. Glue only: every
 //! command parses its arguments, builds the library's pieces and reports; the work is
 //! done by the daemon, the sandbox and the rule engine.
+
+mod track;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -132,6 +134,20 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// What nightdesk sees for a parcel: the detected carrier, the carrier's answer as
+    /// nightdesk normalises it (status, reason, raw code, events), and what the store holds.
+    Track {
+        /// The tracking number.
+        number: String,
+        /// ups, fedex, usps, dhl or dpd (default: detected from the number).
+        #[arg(long)]
+        carrier: Option<String>,
+        /// Only recognise the number (carrier, check digit); no network.
+        #[arg(long)]
+        detect_only: bool,
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+    },
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -179,6 +195,12 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
             scenario,
             journal,
         } => sandbox(&listen, scenario, journal).await,
+        Command::Track {
+            number,
+            carrier,
+            detect_only,
+            config,
+        } => track::track(&number, carrier.as_deref(), detect_only, &config).await,
         Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
         Command::Test { path } => Ok(test(&path)),
         Command::Replay { config, since, db } => replay(&config, &since, db).await,
@@ -364,6 +386,7 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     let endpoints = Endpoints {
         amazon: Some(sandbox_url("/")?),
         lwa: Some(sandbox_url("/auth/o2/token")?),
+        carriers: Some(sandbox_url("/")?),
     };
     // The demo config names env: references; answer them here instead of the environment.
     let secrets = SecretResolver::from_env()
@@ -375,6 +398,17 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
             "NIGHTDESK_DEMO_LWA_REFRESH_TOKEN",
             credentials.refresh_token,
         )
+        .with_override(
+            "NIGHTDESK_DEMO_UPS_SECRET",
+            "nightdesk-sandbox-ups-client-secret",
+        )
+        .with_override(
+            "NIGHTDESK_DEMO_FEDEX_SECRET",
+            "nightdesk-sandbox-fedex-secret-key",
+        )
+        .with_override("NIGHTDESK_DEMO_USPS_SECRET", "sandbox-usps-client-secret")
+        .with_override("NIGHTDESK_DEMO_DHL_KEY", "sandbox-dhl-api-key")
+        .with_override("NIGHTDESK_DEMO_DPD_PASSWORD", "sandbox-dpd-password")
         .with_override(
             "NIGHTDESK_DEMO_SLACK_WEBHOOK",
             format!("{base}/hooks/slack/services/T0DEMO/B0DEMO/demo"),
@@ -452,6 +486,15 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
                 refund.order_id, refund.item_code, refund.principal, refund.currency, refund.reason
             );
         }
+        for message in sandbox.messages(None) {
+            println!(
+                "Sandbox buyer message {} for order {}:",
+                message.message_type, message.order_id
+            );
+            for line in message.text.lines().filter(|l| !l.trim().is_empty()) {
+                println!("    | {line}");
+            }
+        }
         cycle_exit(&report)
     } else {
         println!("Running until Ctrl-C ...");
@@ -492,6 +535,15 @@ fn print_cycle(report: &CycleReport) {
                 poll.fetched, poll.ingest.stored, poll.ingest.unchanged, poll.ingest.events
             ),
             Err(error) => println!("Poll {source}: FAILED: {error}"),
+        }
+    }
+    if let Some(t) = &report.tracking {
+        println!(
+            "Track:   asked the carriers about {} parcel(s): {} known, {} not found yet, {} event(s)",
+            t.asked, t.found, t.not_found, t.shipments.events
+        );
+        for (carrier, error) in &t.failures {
+            println!("Track {carrier}: FAILED: {error}");
         }
     }
     println!(

@@ -4,6 +4,7 @@
 //! Validation is pure: it reads no environment, file or network. Secrets stay references
 //! here and are resolved by the daemon's build step (see [`secret`]).
 
+mod carriers;
 mod locate;
 pub mod secret;
 
@@ -17,6 +18,7 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::schedule::Schedule;
+pub use carriers::{CarrierAccount, CarrierCredentials, CarriersConfig};
 pub use secret::{SecretRef, SecretResolver};
 
 /// `live` performs actions; `dry-run` plans and records them but sends nothing.
@@ -55,6 +57,8 @@ struct RawConfig {
     executor: Option<RawExecutor>,
     #[serde(default)]
     amazon: Option<RawAmazon>,
+    #[serde(default)]
+    carriers: Option<carriers::RawCarriers>,
     #[serde(default)]
     channels: BTreeMap<String, RawChannel>,
     /// Most actions of each kind per UTC day, all rules together.
@@ -274,6 +278,8 @@ pub struct Config {
     pub executor: ExecutorConfig,
     pub amazon_app_name: String,
     pub amazon: Vec<AmazonAccount>,
+    /// The carriers nightdesk asks itself; `None` when the section is absent.
+    pub carriers: Option<CarriersConfig>,
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Most actions of each kind per UTC day, all rules together.
     pub caps: BTreeMap<String, u32>,
@@ -951,6 +957,11 @@ impl Validator {
             }
         }
 
+        let carriers = match raw.carriers {
+            Some(section) => Some(self.carriers(section, &base)?),
+            None => None,
+        };
+
         let config = Config {
             path: path.to_owned(),
             mode: raw.mode,
@@ -964,6 +975,7 @@ impl Validator {
             executor,
             amazon_app_name,
             amazon,
+            carriers,
             channels,
             caps,
             schedules,

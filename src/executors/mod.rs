@@ -75,6 +75,14 @@ impl<'a> Attempt<'a> {
         }
     }
 
+    /// The parcels of the order the action is about, as last stored.
+    pub async fn shipments(&self) -> Result<Vec<crate::model::Shipment>, crate::store::StoreError> {
+        match self.order {
+            Some(order) => self.store.shipments(&order.order.subject()).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// A value earlier attempts recorded under `key`.
     pub fn progress(&self, key: &str) -> Option<&serde_json::Value> {
         self.progress.get(key).filter(|v| !v.is_null())

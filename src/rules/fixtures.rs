@@ -332,6 +332,11 @@ fn event_kind(
             reason: text("reason").unwrap_or_else(|| "other".into()),
             parcel,
         },
+        super::HOOK_TRACKING_CONDITION => EventKind::TrackingCondition {
+            condition: text("condition")
+                .ok_or("event.condition is required for on_tracking_condition")?,
+            parcel,
+        },
         super::HOOK_SCHEDULE => EventKind::Schedule {
             name: text("name").ok_or("event.name is required for on_schedule")?,
         },
@@ -396,7 +401,9 @@ impl Case {
                 }
                 args
             }
-            super::HOOK_TRACKING_UPDATED | super::HOOK_SHIPMENT_EXCEPTION => {
+            super::HOOK_TRACKING_UPDATED
+            | super::HOOK_SHIPMENT_EXCEPTION
+            | super::HOOK_TRACKING_CONDITION => {
                 let s = self.shipment.as_ref().ok_or_else(|| need("shipment"))?;
                 let parcel = Shipment {
                     carrier: s.carrier.clone(),
@@ -409,6 +416,7 @@ impl Case {
                     last_event_at: time_opt(&s.last_event, now)?,
                     last_event_location: None,
                     estimated_delivery: time_opt(&s.estimated_delivery, now)?,
+                    conditions: Vec::new(),
                 };
                 let event = event_kind(&self.hook, &self.event, ParcelRef::of(&parcel))?;
                 vec![

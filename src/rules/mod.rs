@@ -9,7 +9,9 @@
 //! - `fn on_unanswered_message(msg)`: after `on_buyer_message`, only when no rule asked
 //!   to reply to it (the substantive acknowledgement lives here);
 //! - `fn on_sla_at_risk(msg, event)`: a message still has no substantive reply;
-//! - `fn on_tracking_updated(shipment, event)`, `fn on_shipment_exception(shipment, event)`;
+//! - `fn on_tracking_updated(shipment, event)`, `fn on_shipment_exception(shipment, event)`,
+//!   `fn on_tracking_condition(shipment, event)` (`event.condition`: `not_scanned`,
+//!   `stalled`, `late`, derived by nightdesk);
 //! - `fn on_schedule(name)`: a named schedule fired.
 //!
 //! Actions (each returns a handle for `hold(action[, reason])`; each takes an optional
@@ -60,6 +62,7 @@ pub const HOOKS: &[(&str, usize)] = &[
     (HOOK_SLA_AT_RISK, 2),
     (HOOK_TRACKING_UPDATED, 2),
     (HOOK_SHIPMENT_EXCEPTION, 2),
+    (HOOK_TRACKING_CONDITION, 2),
     (HOOK_SCHEDULE, 1),
 ];
 pub const HOOK_ORDER_STATUS_CHANGED: &str = "on_order_status_changed";
@@ -69,6 +72,7 @@ pub const HOOK_UNANSWERED_MESSAGE: &str = "on_unanswered_message";
 pub const HOOK_SLA_AT_RISK: &str = "on_sla_at_risk";
 pub const HOOK_TRACKING_UPDATED: &str = "on_tracking_updated";
 pub const HOOK_SHIPMENT_EXCEPTION: &str = "on_shipment_exception";
+pub const HOOK_TRACKING_CONDITION: &str = "on_tracking_condition";
 pub const HOOK_SCHEDULE: &str = "on_schedule";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

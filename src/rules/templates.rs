@@ -1136,6 +1136,7 @@ mod tests {
         "cancel_official_path",
         "ghost_order",
         "ghost_order_found_elsewhere",
+        "out_for_delivery",
         "pending_order",
         "pending_over_7_days",
         "refund_confirmed",

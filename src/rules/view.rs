@@ -386,6 +386,10 @@ pub fn event(kind: &EventKind, at: DateTime<Utc>) -> Dynamic {
             m.insert("reason".into(), reason.clone().into());
             insert_parcel(&mut m, parcel);
         }
+        EventKind::TrackingCondition { condition, parcel } => {
+            m.insert("condition".into(), condition.clone().into());
+            insert_parcel(&mut m, parcel);
+        }
         EventKind::Schedule { name } => {
             m.insert("name".into(), name.clone().into());
         }
@@ -453,7 +457,8 @@ pub fn message(
 /// `tracking_number`, `tracking_url`, `status` (normalised), `exception_reason`,
 /// `raw_code`, `status_text`, `last_event_at`, `last_event_location`,
 /// `estimated_delivery`, `days_since_last_event`, `late` (past the estimated delivery
-/// and not delivered), `order` (or `()`).
+/// and not delivered), `conditions` (what nightdesk derived: `not_scanned`, `stalled`,
+/// `late`), `order` (or `()`).
 pub fn shipment(parcel: &Shipment, order: Option<&StoredOrder>, now: DateTime<Utc>) -> Dynamic {
     let mut m = Map::new();
     let subject = order
@@ -492,6 +497,12 @@ pub fn shipment(parcel: &Shipment, order: Option<&StoredOrder>, now: DateTime<Ut
     let late = parcel.estimated_delivery.is_some_and(|due| now > due)
         && parcel.status != TrackingStatus::Delivered;
     m.insert("late".into(), late.into());
+    let conditions: rhai::Array = parcel
+        .conditions
+        .iter()
+        .map(|c| Dynamic::from(c.clone()))
+        .collect();
+    m.insert("conditions".into(), conditions.into());
     m.insert(
         "order".into(),
         order.map_or(Dynamic::UNIT, |o| self::order(o, now)),

@@ -59,6 +59,7 @@ pub(super) fn usage_plans() -> impl Iterator<Item = &'static Plan> {
         .chain(feeds::USAGE_PLANS)
         .chain(tokens::USAGE_PLANS)
         .chain(fulfillment::USAGE_PLANS)
+        .chain(super::amazon_packages::USAGE_PLANS)
 }
 
 const FULFILLMENT_CHANNELS: [&str; 2] = ["AFN", "MFN"];

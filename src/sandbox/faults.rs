@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{Operation, chat, feeds};
+use super::{Operation, carriers, chat, feeds};
 
 /// One planned fault. Matching requests consume `times`; the fault leaves the queue
 /// when it reaches zero.
@@ -269,6 +269,7 @@ fn error_response(operation: &Operation, status: StatusCode, fault: &Fault) -> R
                 .into_response()
         }
         Operation::Chat(kind) => chat::fault_response(kind, status, fault.retry_after),
+        Operation::Carrier(name) => carriers::fault_response(name, status, fault.retry_after),
         Operation::Storage(_) => feeds::storage_fault(status),
         // SP-API operations, and anything unknown under its paths.
         _ => {

@@ -1,5 +1,7 @@
 //! The sandbox: local fakes of the upstream HTTP APIs — Login with Amazon, SP-API
-//! Orders v0 (with the restricted buyer and address data), Tokens 2021-03-01 (Restricted
+//! Orders v0 (with the restricted buyer and address data) and Orders 2026-01-01 getOrder
+//! (FBM packages), the carriers' tracking APIs (UPS, FedEx, USPS, DHL, DPD; see
+//! `carriers`), Tokens 2021-03-01 (Restricted
 //! Data Tokens), Fulfillment Outbound 2020-07-01 (FBA Multi-Channel Fulfillment reads
 //! and package tracking), Messaging v1 and Feeds 2021-06-30 (with the presigned document
 //! URLs), and the chat receivers (Slack, Teams, Discord, Google Chat, nightdesk's signed
@@ -18,6 +20,8 @@
 //! - take "now" from anywhere but the [`SharedClock`] it is given.
 
 mod amazon;
+mod amazon_packages;
+mod carriers;
 mod chat;
 mod faults;
 mod feeds;
@@ -51,6 +55,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 
+pub use amazon_packages::ScenarioOrderPackage;
+pub use carriers::{CarrierScenario, ScenarioParcel, ScenarioPlace, ScenarioScan};
 pub use faults::Fault;
 pub use feeds::{FeedStatus, SandboxFeed, SandboxRefund};
 pub use journal::{JournalEntry, MASK};
@@ -91,6 +97,8 @@ pub enum SandboxError {
     UnknownFulfillmentOrder(String),
     #[error("the sandbox has no package {0}")]
     UnknownPackage(u32),
+    #[error("the sandbox has no parcel {0}")]
+    UnknownParcel(String),
 }
 
 /// The signed webhook receiver's key when none is configured. Obviously fake.
@@ -193,6 +201,7 @@ impl Sandbox {
             messages: Mutex::new(Vec::new()),
             feeds: Mutex::new(feeds::FeedStore::default()),
             chat: Mutex::new(chat::ChatLog::default()),
+            carriers: Mutex::new(carriers::CarrierState::new(scenario.carriers)),
             webhook_secret,
             base_url: base_url_of(addr),
             journal,
@@ -551,6 +560,38 @@ impl Sandbox {
         })
     }
 
+    /// The carriers' parcels as the sandbox holds them now (times absolute).
+    pub fn carrier_parcels(&self) -> Vec<ScenarioParcel> {
+        lock(&self.shared.carriers).scenario.parcels.clone()
+    }
+
+    /// Adds a scan to the parcel `carrier`/`tracking_number` (the latest by label date
+    /// when the number is reused); relative times are measured from the clock's now.
+    pub fn add_carrier_scan(
+        &self,
+        carrier: &str,
+        tracking_number: &str,
+        mut scan: ScenarioScan,
+    ) -> Result<(), SandboxError> {
+        let now = self.shared.now();
+        scan.at = When::At(scan.at.resolve(now));
+        let mut state = lock(&self.shared.carriers);
+        let parcel = state
+            .scenario
+            .parcels
+            .iter_mut()
+            .filter(|p| p.carrier == carrier && p.tracking_number == tracking_number)
+            .max_by_key(|p| p.label_created.resolve(now))
+            .ok_or_else(|| SandboxError::UnknownParcel(format!("{carrier} {tracking_number}")))?;
+        parcel.scans.push(scan);
+        Ok(())
+    }
+
+    /// Forgets every access token issued for `carrier`, as if they had expired.
+    pub fn expire_carrier_tokens(&self, carrier: &str) {
+        lock(&self.shared.carriers).expire_tokens(carrier);
+    }
+
     /// Stops accepting, lets in-flight requests finish (at most five seconds).
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
@@ -606,6 +647,8 @@ struct Shared {
     feeds: Mutex<feeds::FeedStore>,
     /// Posts accepted by the chat receivers and the webhook's idempotency keys.
     chat: Mutex<chat::ChatLog>,
+    /// The carriers' parcels and issued tokens.
+    carriers: Mutex<carriers::CarrierState>,
     /// The HMAC key of the signed webhook receiver.
     webhook_secret: String,
     journal: journal::Journal,
@@ -653,6 +696,8 @@ enum Operation {
     Storage(&'static str),
     LwaToken,
     Chat(String),
+    /// A carrier's API: `ups.track`, `fedex.token`, `dpd.login`, …
+    Carrier(&'static str),
     Unknown,
 }
 
@@ -674,6 +719,9 @@ impl Operation {
             ("GET", ["orders", "v0", "orders", id, "address"]) if !id.is_empty() => {
                 Operation::SpApi(amazon::GET_ORDER_ADDRESS)
             }
+            ("GET", ["orders", "2026-01-01", "orders", id]) if !id.is_empty() => {
+                Operation::SpApi(amazon_packages::GET_ORDER_2026)
+            }
             ("POST", ["tokens", "2021-03-01", "restrictedDataToken"]) => {
                 Operation::SpApi(tokens::CREATE_RESTRICTED_DATA_TOKEN)
             }
@@ -692,6 +740,10 @@ impl Operation {
             ("GET", ["_sandbox", "documents", id]) if !id.is_empty() => {
                 Operation::Storage(feeds::DOWNLOAD_FEED_DOCUMENT)
             }
+            (_, [carrier, rest @ ..]) if carriers::CARRIERS.contains(carrier) => {
+                carriers::classify(method, carrier, rest)
+                    .map_or(Operation::Unknown, Operation::Carrier)
+            }
             ("POST", ["hooks", kind, rest @ ..])
                 if !kind.is_empty() && rest.iter().any(|s| !s.is_empty()) =>
             {
@@ -703,7 +755,9 @@ impl Operation {
 
     fn name(&self) -> String {
         match self {
-            Operation::SpApi(name) | Operation::Storage(name) => (*name).to_owned(),
+            Operation::SpApi(name) | Operation::Storage(name) | Operation::Carrier(name) => {
+                (*name).to_owned()
+            }
             Operation::LwaToken => "lwa.token".to_owned(),
             Operation::Chat(kind) => format!("chat.{kind}"),
             Operation::Unknown => "unknown".to_owned(),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::SandboxError;
+use super::amazon_packages::ScenarioOrderPackage;
 use super::scenario_fba::ScenarioFulfillmentOrder;
 
 /// Amazon.com (US).
@@ -33,6 +34,8 @@ pub struct Scenario {
     pub description: String,
     /// Login with Amazon and SP-API Orders v0.
     pub amazon: AmazonScenario,
+    /// The carriers' parcels (UPS, FedEx, USPS, DHL, DPD).
+    pub carriers: super::carriers::CarrierScenario,
 }
 
 impl Scenario {
@@ -93,6 +96,7 @@ impl Scenario {
             return Err("amazon.fulfillment_page_size must be at least 1".to_owned());
         }
         super::scenario_fba::validate_all(&amazon.fulfillment_orders)?;
+        self.carriers.validate()?;
         let mut seen = std::collections::HashSet::new();
         for (index, order) in amazon.orders.iter().enumerate() {
             order
@@ -119,6 +123,7 @@ impl Scenario {
             fulfillment.fill_defaults(orders);
             fulfillment.pin_times(now);
         }
+        self.carriers.pin_times(now);
     }
 }
 
@@ -326,6 +331,10 @@ pub struct ScenarioOrder {
     pub business: bool,
     #[serde(default)]
     pub items: Vec<ScenarioItem>,
+    /// MFN only: the parcels of the seller's ship confirmation, as Orders 2026-01-01
+    /// getOrder lists them (`packages`, with `includedData=PACKAGES`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<ScenarioOrderPackage>,
     /// Amazon shows the order (getOrders, getOrder and the other Orders operations) only
     /// once the clock reaches `LastUpdateDate` + this many seconds: an order that a
     /// poller catches only through its window overlap.
@@ -365,6 +374,7 @@ impl Default for ScenarioOrder {
             prime: false,
             business: false,
             items: Vec::new(),
+            packages: Vec::new(),
             visible_after_seconds: None,
             buyer: None,
             shipping_address: None,
@@ -542,6 +552,7 @@ impl ScenarioOrder {
                 ));
             }
         }
+        super::amazon_packages::validate_packages(self.channel, &self.packages)?;
         Ok(())
     }
 
@@ -549,6 +560,9 @@ impl ScenarioOrder {
     pub(super) fn pin_times(&mut self, now: DateTime<Utc>) {
         let pin = |w: &mut When| *w = When::At(w.resolve(now));
         pin(&mut self.purchased);
+        for package in &mut self.packages {
+            pin(&mut package.shipped);
+        }
         for w in [
             &mut self.last_updated,
             &mut self.earliest_ship,

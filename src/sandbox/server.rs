@@ -16,15 +16,15 @@ use serde_json::{Value, json};
 
 use super::journal::{self, JournalEntry, PendingEntry};
 use super::{
-    Fault, Operation, Shared, amazon, chat, faults, feeds, fulfillment, is_sp_api_path, lock, lwa,
-    messaging, tokens,
+    Fault, Operation, Shared, amazon, carriers, chat, faults, feeds, fulfillment, is_sp_api_path,
+    lock, lwa, messaging, tokens,
 };
 
 /// Bodies above this are refused (413); nothing the sandbox fakes sends more.
 const MAX_BODY: usize = 1 << 20;
 
 pub(super) fn router(state: Arc<Shared>) -> Router {
-    Router::new()
+    carriers::routes(Router::new())
         .route("/auth/o2/token", post(lwa::token))
         // The official Java samples spell it with a capital O.
         .route("/auth/O2/token", post(lwa::token))
@@ -41,6 +41,10 @@ pub(super) fn router(state: Arc<Shared>) -> Router {
         .route(
             "/orders/v0/orders/{order_id}/address",
             get(amazon::get_order_address),
+        )
+        .route(
+            "/orders/2026-01-01/orders/{order_id}",
+            get(super::amazon_packages::get_order),
         )
         .route(
             "/tokens/2021-03-01/restrictedDataToken",
@@ -95,6 +99,7 @@ pub(super) fn router(state: Arc<Shared>) -> Router {
         .route("/hooks/webhook/{*path}", post(chat::webhook))
         .route("/hooks/{kind}/{*path}", post(chat::generic))
         .route("/_sandbox/journal", get(journal_lines))
+        .route("/_sandbox/parcels", get(list_parcels))
         .route(
             "/_sandbox/faults",
             get(list_faults).post(add_faults).delete(clear_faults),
@@ -247,4 +252,9 @@ async fn clear_faults(State(state): State<Arc<Shared>>) -> StatusCode {
 /// `GET /_sandbox/orders`: the orders as the sandbox holds them (its own format).
 async fn list_orders(State(state): State<Arc<Shared>>) -> Response {
     Json(lock(&state.amazon).orders.clone()).into_response()
+}
+
+/// `GET /_sandbox/parcels`: the carriers' parcels as the sandbox holds them.
+async fn list_parcels(State(state): State<Arc<Shared>>) -> Response {
+    Json(lock(&state.carriers).scenario.parcels.clone()).into_response()
 }

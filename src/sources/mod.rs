@@ -15,6 +15,7 @@
 //! stores whatever the windows missed; the caller alerts on it.
 
 pub mod amazon;
+pub mod carriers;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};

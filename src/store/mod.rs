@@ -90,6 +90,26 @@ impl ShipmentReport {
     }
 }
 
+/// A parcel nightdesk asks a carrier about (`parcel_watch`). The JSON columns are
+/// kept as text: the tracker (`sources::carriers::tracker`) owns their meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParcelWatch {
+    /// Whose parcel it is (an order, usually).
+    pub subject: Subject,
+    pub carrier: String,
+    pub tracking_number: String,
+    /// What to send the carrier (`ParcelQuery` as JSON).
+    pub query: String,
+    pub shipped_at: Option<DateTime<Utc>>,
+    /// The marketplace's latest promised delivery.
+    pub promised_by: Option<DateTime<Utc>>,
+    /// What the carrier said so far (`ParcelHistory` as JSON); `None` before the first poll.
+    pub history: Option<String>,
+    pub next_poll_at: DateTime<Utc>,
+    /// Set once the parcel settled and its grace period passed: no more polls.
+    pub stopped_at: Option<DateTime<Utc>>,
+}
+
 /// An action an executor holds under a lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedAction {
@@ -237,6 +257,37 @@ pub trait Store: Send + Sync {
         &self,
         subject: &Subject,
         shipments: &[Shipment],
+        now: DateTime<Utc>,
+    ) -> Result<ShipmentReport, StoreError>;
+
+    /// Start watching parcels; one already watched (same subject, carrier and number)
+    /// is left as it is. Returns how many were new.
+    async fn watch_parcels(
+        &self,
+        watches: &[ParcelWatch],
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+
+    /// Watched parcels due for a poll at `now`, most overdue first.
+    async fn due_parcels(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<ParcelWatch>, StoreError>;
+
+    /// Every watched parcel, or those with one tracking number (stopped ones included).
+    async fn parcel_watches(
+        &self,
+        tracking_number: Option<&str>,
+    ) -> Result<Vec<ParcelWatch>, StoreError>;
+
+    /// In one transaction: store what a poll learnt about a watched parcel (its history,
+    /// next poll, stop) and, when given, its description with the events it makes, as
+    /// [`Store::record_shipments`] does.
+    async fn save_parcel_poll(
+        &self,
+        watch: &ParcelWatch,
+        shipment: Option<&Shipment>,
         now: DateTime<Utc>,
     ) -> Result<ShipmentReport, StoreError>;
 

@@ -306,6 +306,34 @@ fn shipment_name(subject: &Subject, shipment: &Shipment) -> String {
     )
 }
 
+/// A `parcel_watch` row as read.
+pub(super) type WatchTuple = (
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
+
+pub(super) fn watch_of(row: WatchTuple) -> super::ParcelWatch {
+    let (subject, carrier, tracking_number, query, shipped, promised, history, next, stopped) = row;
+    super::ParcelWatch {
+        subject: Subject::from_stored(subject),
+        carrier,
+        tracking_number,
+        query,
+        shipped_at: shipped.map(from_ms),
+        promised_by: promised.map(from_ms),
+        history,
+        next_poll_at: from_ms(next),
+        stopped_at: stopped.map(from_ms),
+    }
+}
+
 /// What a report of a parcel changes against what is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ShipmentChange {
@@ -340,6 +368,7 @@ pub(super) fn shipment_change(previous: Option<&Shipment>, next: &Shipment) -> S
         if next.status == TrackingStatus::Exception {
             events.push(exception());
         }
+        events.extend(new_conditions(&[], next, &parcel));
         return ShipmentChange::New(events);
     };
     // Reports arrive from more than one source and out of order; one whose last scan is
@@ -364,8 +393,84 @@ pub(super) fn shipment_change(previous: Option<&Shipment>, next: &Shipment) -> S
     if next.status == TrackingStatus::Exception && new_problem {
         events.push(exception());
     }
+    events.extend(new_conditions(&previous.conditions, next, &parcel));
     ShipmentChange::Updated(events)
 }
+
+/// `TrackingCondition` for each derived condition `next` has that `before` had not.
+fn new_conditions(before: &[String], next: &Shipment, parcel: &ParcelRef) -> Vec<EventKind> {
+    next.conditions
+        .iter()
+        .filter(|c| !before.contains(c))
+        .map(|condition| EventKind::TrackingCondition {
+            condition: condition.clone(),
+            parcel: parcel.clone(),
+        })
+        .collect()
+}
+
+/// Upsert `$shipments` of `$subject` within the open transaction `$tx`, emitting their
+/// events and counting into `$report` (shared by `record_shipments` and
+/// `save_parcel_poll`, which must write in one transaction with the watch row).
+macro_rules! write_shipments {
+    ($tx:ident, $subject:expr, $shipments:expr, $now:expr, $report:ident) => {
+        let subject: &$crate::model::Subject = $subject;
+        let now: chrono::DateTime<chrono::Utc> = $now;
+        for shipment in $shipments {
+            let stored: Option<(String,)> = sqlx::query_as(
+                "SELECT body FROM shipments WHERE subject = $1 AND carrier = $2 AND tracking_number = $3",
+            )
+            .bind(subject.as_str())
+            .bind(&shipment.carrier)
+            .bind(&shipment.tracking_number)
+            .fetch_optional(&mut *$tx)
+            .await?;
+            let previous = stored
+                .map(|(body,)| $crate::store::sql::parse_shipment(subject.as_str(), &body))
+                .transpose()?;
+            let events = match $crate::store::sql::shipment_change(previous.as_ref(), shipment) {
+                $crate::store::sql::ShipmentChange::Unchanged => {
+                    $report.unchanged += 1;
+                    continue;
+                }
+                $crate::store::sql::ShipmentChange::New(events) => {
+                    $report.new += 1;
+                    events
+                }
+                $crate::store::sql::ShipmentChange::Updated(events) => {
+                    $report.updated += 1;
+                    events
+                }
+            };
+            sqlx::query(
+                "INSERT INTO shipments (subject, carrier, tracking_number, status, body, first_seen, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6)
+                 ON CONFLICT (subject, carrier, tracking_number) DO UPDATE SET
+                   status = excluded.status, body = excluded.body, updated_at = excluded.updated_at",
+            )
+            .bind(subject.as_str())
+            .bind(&shipment.carrier)
+            .bind(&shipment.tracking_number)
+            .bind(shipment.status.as_str())
+            .bind($crate::store::sql::shipment_body(subject, shipment)?)
+            .bind($crate::store::to_ms(now))
+            .execute(&mut *$tx)
+            .await?;
+            for kind in events {
+                let payload = serde_json::to_string(&kind).map_err(|e| $crate::store::sql::corrupt("event", e))?;
+                sqlx::query("INSERT INTO events (subject, kind, payload, at) VALUES ($1, $2, $3, $4)")
+                    .bind(subject.as_str())
+                    .bind(kind.name())
+                    .bind(payload)
+                    .bind($crate::store::to_ms(now))
+                    .execute(&mut *$tx)
+                    .await?;
+                $report.events += 1;
+            }
+        }
+    };
+}
+pub(super) use write_shipments;
 
 macro_rules! sql_store {
     ($store:ty, backend = $backend:literal, claim_sql = $claim_sql:expr) => {
@@ -550,64 +655,108 @@ macro_rules! sql_store {
                 shipments: &[$crate::model::Shipment],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::store::ShipmentReport, $crate::store::StoreError> {
-                use $crate::store::sql::{self, ShipmentChange};
-                use $crate::store::to_ms;
                 let mut report = $crate::store::ShipmentReport::default();
                 if shipments.is_empty() {
                     return Ok(report);
                 }
                 let mut tx = self.write_tx().await?;
-                for shipment in shipments {
-                    let stored: Option<(String,)> = sqlx::query_as(
-                        "SELECT body FROM shipments WHERE subject = $1 AND carrier = $2 AND tracking_number = $3",
+                $crate::store::sql::write_shipments!(tx, subject, shipments, now, report);
+                tx.commit().await?;
+                Ok(report)
+            }
+
+            async fn watch_parcels(
+                &self,
+                watches: &[$crate::store::ParcelWatch],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<usize, $crate::store::StoreError> {
+                use $crate::store::to_ms;
+                let mut added = 0;
+                let mut tx = self.write_tx().await?;
+                for watch in watches {
+                    let done = sqlx::query(
+                        "INSERT INTO parcel_watch (subject, carrier, tracking_number, query, shipped_at,
+                           promised_by, history, next_poll_at, stopped_at, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         ON CONFLICT (subject, carrier, tracking_number) DO NOTHING",
                     )
-                    .bind(subject.as_str())
-                    .bind(&shipment.carrier)
-                    .bind(&shipment.tracking_number)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    let previous = stored
-                        .map(|(body,)| sql::parse_shipment(subject.as_str(), &body))
-                        .transpose()?;
-                    let events = match sql::shipment_change(previous.as_ref(), shipment) {
-                        ShipmentChange::Unchanged => {
-                            report.unchanged += 1;
-                            continue;
-                        }
-                        ShipmentChange::New(events) => {
-                            report.new += 1;
-                            events
-                        }
-                        ShipmentChange::Updated(events) => {
-                            report.updated += 1;
-                            events
-                        }
-                    };
-                    sqlx::query(
-                        "INSERT INTO shipments (subject, carrier, tracking_number, status, body, first_seen, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $6)
-                         ON CONFLICT (subject, carrier, tracking_number) DO UPDATE SET
-                           status = excluded.status, body = excluded.body, updated_at = excluded.updated_at",
-                    )
-                    .bind(subject.as_str())
-                    .bind(&shipment.carrier)
-                    .bind(&shipment.tracking_number)
-                    .bind(shipment.status.as_str())
-                    .bind(sql::shipment_body(subject, shipment)?)
+                    .bind(watch.subject.as_str())
+                    .bind(&watch.carrier)
+                    .bind(&watch.tracking_number)
+                    .bind(&watch.query)
+                    .bind(watch.shipped_at.map(to_ms))
+                    .bind(watch.promised_by.map(to_ms))
+                    .bind(&watch.history)
+                    .bind(to_ms(watch.next_poll_at))
+                    .bind(watch.stopped_at.map(to_ms))
                     .bind(to_ms(now))
                     .execute(&mut *tx)
                     .await?;
-                    for kind in events {
-                        let payload = serde_json::to_string(&kind).map_err(|e| sql::corrupt("event", e))?;
-                        sqlx::query("INSERT INTO events (subject, kind, payload, at) VALUES ($1, $2, $3, $4)")
-                            .bind(subject.as_str())
-                            .bind(kind.name())
-                            .bind(payload)
-                            .bind(to_ms(now))
-                            .execute(&mut *tx)
-                            .await?;
-                        report.events += 1;
-                    }
+                    added += done.rows_affected() as usize;
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn due_parcels(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> Result<Vec<$crate::store::ParcelWatch>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::sql::WatchTuple> = sqlx::query_as(
+                    "SELECT subject, carrier, tracking_number, query, shipped_at, promised_by, history,
+                            next_poll_at, stopped_at
+                     FROM parcel_watch WHERE stopped_at IS NULL AND next_poll_at <= $1
+                     ORDER BY next_poll_at, subject, carrier, tracking_number LIMIT $2",
+                )
+                .bind($crate::store::to_ms(now))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map($crate::store::sql::watch_of).collect())
+            }
+
+            async fn parcel_watches(
+                &self,
+                tracking_number: Option<&str>,
+            ) -> Result<Vec<$crate::store::ParcelWatch>, $crate::store::StoreError> {
+                let rows: Vec<$crate::store::sql::WatchTuple> = sqlx::query_as(
+                    "SELECT subject, carrier, tracking_number, query, shipped_at, promised_by, history,
+                            next_poll_at, stopped_at
+                     FROM parcel_watch WHERE $1 IS NULL OR tracking_number = $1
+                     ORDER BY created_at, subject, carrier, tracking_number",
+                )
+                .bind(tracking_number)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map($crate::store::sql::watch_of).collect())
+            }
+
+            async fn save_parcel_poll(
+                &self,
+                watch: &$crate::store::ParcelWatch,
+                shipment: Option<&$crate::model::Shipment>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::ShipmentReport, $crate::store::StoreError> {
+                use $crate::store::to_ms;
+                let mut report = $crate::store::ShipmentReport::default();
+                let mut tx = self.write_tx().await?;
+                sqlx::query(
+                    "UPDATE parcel_watch SET query = $4, history = $5, next_poll_at = $6, stopped_at = $7
+                     WHERE subject = $1 AND carrier = $2 AND tracking_number = $3",
+                )
+                .bind(watch.subject.as_str())
+                .bind(&watch.carrier)
+                .bind(&watch.tracking_number)
+                .bind(&watch.query)
+                .bind(&watch.history)
+                .bind(to_ms(watch.next_poll_at))
+                .bind(watch.stopped_at.map(to_ms))
+                .execute(&mut *tx)
+                .await?;
+                if let Some(shipment) = shipment {
+                    let shipments = std::slice::from_ref(shipment);
+                    $crate::store::sql::write_shipments!(tx, &watch.subject, shipments, now, report);
                 }
                 tx.commit().await?;
                 Ok(report)

@@ -576,6 +576,7 @@ fn parcel(number: &str, status: TrackingStatus) -> Shipment {
         status_text: Some("Departure scan".into()),
         last_event_at: Some(t0()),
         last_event_location: Some("Phoenix, AZ, US".into()),
+        conditions: Vec::new(),
         estimated_delivery: Some(t0() + Duration::days(3)),
     }
 }
@@ -831,6 +832,116 @@ async fn the_same_number_under_two_subjects_is_two_parcels() -> Result<(), Store
         );
         assert_eq!(s.shipments(&a).await?.len(), 1, "{}", t.label);
         assert_eq!(s.shipments(&b).await?.len(), 1, "{}", t.label);
+    }
+    Ok(())
+}
+
+fn watch_of(subject: &Subject, number: &str, next: DateTime<Utc>) -> ParcelWatch {
+    ParcelWatch {
+        subject: subject.clone(),
+        carrier: "ups".into(),
+        tracking_number: number.into(),
+        query: format!("{{\"tracking_number\":\"{number}\"}}"),
+        shipped_at: Some(t0() - Duration::days(1)),
+        promised_by: Some(t0() + Duration::days(4)),
+        history: None,
+        next_poll_at: next,
+        stopped_at: None,
+    }
+}
+
+#[tokio::test]
+async fn watched_parcels_are_added_once_and_come_due_in_order() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::order(SalesChannel::Amazon, "111-0000020-0000020");
+        let later = watch_of(&subject, "1Z0000000000000020", t0() + Duration::hours(1));
+        let now = watch_of(&subject, "1Z0000000000000021", t0());
+        assert_eq!(
+            s.watch_parcels(&[later.clone(), now.clone()], t0()).await?,
+            2,
+            "{}",
+            t.label
+        );
+        // Watching again changes nothing, even with other values.
+        let again = ParcelWatch {
+            next_poll_at: t0() - Duration::days(1),
+            ..later.clone()
+        };
+        assert_eq!(s.watch_parcels(&[again], t0()).await?, 0, "{}", t.label);
+        let due = s.due_parcels(t0(), 10).await?;
+        assert_eq!(due, vec![now.clone()], "{}", t.label);
+        let due = s.due_parcels(t0() + Duration::hours(2), 10).await?;
+        assert_eq!(due, vec![now.clone(), later.clone()], "{}", t.label);
+        let all = s.parcel_watches(Some("1Z0000000000000020")).await?;
+        assert_eq!(all, vec![later], "{}", t.label);
+        assert_eq!(s.parcel_watches(None).await?.len(), 2, "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_parcel_poll_saves_the_watch_and_the_shipment_together() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let subject = Subject::order(SalesChannel::Amazon, "111-0000021-0000021");
+        let watch = watch_of(&subject, "1Z0000000000000030", t0());
+        s.watch_parcels(std::slice::from_ref(&watch), t0()).await?;
+        let polled = ParcelWatch {
+            history: Some("{\"events\":[]}".into()),
+            next_poll_at: t0() + Duration::hours(3),
+            ..watch.clone()
+        };
+        let mut shipment = parcel("1Z0000000000000030", TrackingStatus::LabelCreated);
+        shipment.carrier = "ups".into();
+        let r = s.save_parcel_poll(&polled, Some(&shipment), t0()).await?;
+        assert_eq!((r.new, r.events), (1, 1), "{}", t.label);
+        assert!(
+            s.due_parcels(t0() + Duration::hours(1), 10)
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.parcel_watches(None).await?,
+            vec![polled.clone()],
+            "{}",
+            t.label
+        );
+        // A derived condition appearing is an event of its own; the same again is not.
+        shipment.conditions = vec!["not_scanned".into()];
+        let r = s.save_parcel_poll(&polled, Some(&shipment), t0()).await?;
+        assert_eq!((r.updated, r.events), (1, 1), "{}", t.label);
+        let r = s.save_parcel_poll(&polled, Some(&shipment), t0()).await?;
+        assert_eq!((r.unchanged, r.events), (1, 0), "{}", t.label);
+        let events = s.events_for(subject.as_str()).await?;
+        assert_eq!(
+            kinds(&events).last(),
+            Some(&EventKind::TrackingCondition {
+                condition: "not_scanned".into(),
+                parcel: ParcelRef {
+                    carrier: "ups".into(),
+                    tracking_number: "1Z0000000000000030".into(),
+                },
+            }),
+            "{}",
+            t.label
+        );
+        // A stopped parcel is never due again.
+        let stopped = ParcelWatch {
+            stopped_at: Some(t0()),
+            next_poll_at: t0(),
+            ..polled
+        };
+        s.save_parcel_poll(&stopped, None, t0()).await?;
+        assert!(
+            s.due_parcels(t0() + Duration::days(30), 10)
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
     }
     Ok(())
 }

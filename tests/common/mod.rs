@@ -165,6 +165,7 @@ impl Harness {
         Endpoints {
             amazon: parse(format!("{base}/")),
             lwa: parse(format!("{base}/auth/o2/token")),
+            carriers: parse(format!("{base}/")),
         }
     }
 

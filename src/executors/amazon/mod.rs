@@ -91,6 +91,8 @@ impl AmazonExecutor {
         };
         let language = language_for_marketplace(marketplace);
         let mut context = template_context(order, attempt.now)?;
+        let shipments = attempt.shipments().await.map_err(ActionError::Store)?;
+        context["shipment"] = shipment_context(&shipments);
         let templates = self.templates.load();
         if templates.reads(template, "buyer") {
             // Restricted data: fetched for this message only, never stored or logged.
@@ -493,6 +495,16 @@ fn template_context(
     let order_json: serde_json::Value = rhai::serde::from_dynamic(&view)
         .map_err(|e| ActionError::Permanent(format!("order view: {e}")))?;
     Ok(serde_json::json!({ "order": order_json, "buyer": null }))
+}
+
+/// The parcel a message talks about: the one with the latest carrier scan (an order
+/// usually has one; with several, the one that just moved is what the message is about).
+fn shipment_context(shipments: &[crate::model::Shipment]) -> serde_json::Value {
+    shipments
+        .iter()
+        .max_by_key(|s| s.last_event_at)
+        .and_then(|s| serde_json::to_value(s).ok())
+        .unwrap_or(serde_json::Value::Null)
 }
 
 use crate::model::{format_cents as decimal, parse_cents as cents};

@@ -695,6 +695,7 @@ pub fn parcel(
         last_event_at: latest.map(|(at, _)| at),
         last_event_location: location,
         estimated_delivery,
+        conditions: Vec::new(),
     }))
 }
 
@@ -712,6 +713,7 @@ fn cancelled_parcel(shipment: &WireFulfillmentShipment, package: &WirePackage) -
         raw_code: shipment.fulfillment_shipment_status.clone(),
         status_text: None,
         last_event_at: None,
+        conditions: Vec::new(),
         last_event_location: None,
         estimated_delivery: None,
     })
@@ -1376,6 +1378,7 @@ mod tests {
                 status_text: Some("Delivered to the destination address — Delivered.".into()),
                 last_event_at: parse_time("2020-01-22T00:15:55Z"),
                 last_event_location: Some("Troy, MI, US".into()),
+                conditions: Vec::new(),
                 // The tracking answer has no ETA; the shipment's is used.
                 estimated_delivery: parse_time("2020-02-07T02:33:23Z"),
             }
@@ -1981,6 +1984,7 @@ mod tests {
                 status_text: Some("IN_TRANSIT now — EVENT_202 happened".into()),
                 last_event_at: Some(now() - Duration::hours(5)),
                 last_event_location: Some("Phoenix, AZ, US".into()),
+                conditions: Vec::new(),
                 estimated_delivery: Some(now() + Duration::days(3)),
             }]
         );

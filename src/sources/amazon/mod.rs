@@ -12,6 +12,7 @@ pub mod fulfillment;
 pub mod lwa;
 pub mod orders;
 pub mod pacing;
+pub mod packages;
 pub mod restricted;
 
 use std::sync::Arc;

@@ -727,10 +727,7 @@ pub(crate) mod spec_examples {
 
     /// Every static case of `method path` in `specs/amazon/<file>`.
     pub fn cases(file: &str, path: &str, method: &str) -> Result<Vec<Case>, String> {
-        let location = format!(
-            "{}/specs/amazon/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        );
+        let location = format!("{}/specs/amazon/{file}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&location).map_err(|e| format!("{location}: {e}"))?;
         let spec: Value = serde_json::from_str(&text).map_err(|e| format!("{location}: {e}"))?;
         let responses = spec["paths"][path][method]["responses"]

@@ -1,0 +1,278 @@
+//! The whole daemon tracking parcels against the sandbox, on every store backend: FBM
+//! ship confirmations start watches, the carriers are asked, tracking events reach the
+//! rules only on real changes, and the out-for-delivery notice and the exception alert
+//! go out once.
+
+mod common;
+
+use chrono::Duration;
+use common::{Harness, harnesses};
+use nightdesk::config::SecretResolver;
+use nightdesk::daemon::Daemon;
+use nightdesk::model::{EventKind, SalesChannel, Subject, TrackingStatus};
+use nightdesk::sandbox::{
+    FulfillmentChannel, OrderStatus, Scenario, ScenarioOrder, ScenarioScan, When,
+};
+
+const UPS: &str = "1Z5R89390357567127";
+const USPS: &str = "9400111206206406260787";
+const ORDER_UPS: &str = "112-5502938-1174650";
+const ORDER_USPS: &str = "111-2205936-7748102";
+
+/// Two shipped FBM orders: a UPS parcel moving, a USPS parcel with only a label.
+fn scenario() -> Scenario {
+    let yaml = format!(
+        "
+amazon:
+  orders:
+    - {{id: {ORDER_UPS}, status: Shipped, channel: MFN, purchased: 5d, last_updated: 4d,
+       latest_delivery: in 3d,
+       packages: [{{carrier: UPS, tracking_number: {UPS}, shipped: 4d}}],
+       items: [{{id: '1', asin: B0CK7PQ2ZL, sku: K, title: Kettle, unit_price: '44.99'}}]}}
+    - {{id: {ORDER_USPS}, status: Shipped, channel: MFN, purchased: 3d, last_updated: 2d,
+       packages: [{{carrier: USPS, tracking_number: '{USPS}', shipped: 2d}}],
+       items: [{{id: '2', asin: B09XJ6T3RQ, sku: F, title: Filters, unit_price: '8.49'}}]}}
+carriers:
+  parcels:
+    - carrier: ups
+      tracking_number: {UPS}
+      label_created: 4d
+      scans:
+        - {{at: 4d, code: '003'}}
+        - {{at: 3d, code: '005'}}
+    - carrier: usps
+      tracking_number: '{USPS}'
+      label_created: 2d
+      scans:
+        - {{at: 2d, code: GX}}
+"
+    );
+    match Scenario::from_yaml_str(&yaml) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn config(h: &Harness) -> String {
+    format!(
+        // USPS allows about one call a minute; the sandbox does not need the wait.
+        "{}carriers:\n  schedule: \"* * * * *\"\n  ups:\n    client_id: nightdesk-sandbox-ups-client-id\n    client_secret: env:T_UPS\n  usps:\n    client_id: sandbox-usps-client-id\n    client_secret: env:T_USPS\n    calls_per_second: 100\n",
+        h.config_text
+    )
+}
+
+fn daemon(h: &mut Harness) -> Daemon {
+    h.config_text = config(h);
+    for rule in ["shipping_exception", "out_for_delivery"] {
+        let source = match std::fs::read_to_string(format!("rules/{rule}.rhai")) {
+            Ok(source) => source,
+            Err(e) => panic!("rules/{rule}.rhai: {e}"),
+        };
+        h.write_rule(rule, &source);
+    }
+    h.shipped_templates();
+    let secrets: SecretResolver = h
+        .secrets()
+        .with_override("T_UPS", "nightdesk-sandbox-ups-client-secret")
+        .with_override("T_USPS", "sandbox-usps-client-secret");
+    h.daemon_with(h.config(), secrets)
+}
+
+async fn tracking_events(h: &Harness, order: &str) -> Vec<EventKind> {
+    let subject = Subject::order(SalesChannel::Amazon, order);
+    match h.store.store.events_for(subject.as_str()).await {
+        Ok(events) => events
+            .into_iter()
+            .map(|e| e.kind)
+            .filter(|k| {
+                matches!(
+                    k,
+                    EventKind::TrackingUpdated { .. }
+                        | EventKind::ShipmentException { .. }
+                        | EventKind::TrackingCondition { .. }
+                )
+            })
+            .collect(),
+        Err(e) => panic!("events: {e}"),
+    }
+}
+
+fn status_of(events: &[EventKind]) -> Vec<(Option<TrackingStatus>, TrackingStatus)> {
+    events
+        .iter()
+        .filter_map(|k| match k {
+            EventKind::TrackingUpdated { from, to, .. } => Some((*from, *to)),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn cycle(daemon: &Daemon) {
+    if let Err(e) = daemon.run_cycle().await {
+        panic!("cycle: {e}");
+    }
+}
+
+#[tokio::test]
+async fn parcels_are_watched_from_ship_confirmations_and_events_fire_only_on_change() {
+    for mut h in harnesses(&scenario()).await {
+        let daemon = daemon(&mut h);
+        cycle(&daemon).await;
+        let label = h.label();
+        assert_eq!(h.journal("getOrder2026").len(), 2, "{label}");
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_UPS).await),
+            vec![(None, TrackingStatus::InTransit)],
+            "{label}"
+        );
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_USPS).await),
+            vec![(None, TrackingStatus::LabelCreated)],
+            "{label}"
+        );
+
+        // A quiet parcel (last scan days ago) is asked about every 8 hours; nothing new
+        // at the carrier: no event.
+        h.clock.advance(Duration::hours(4));
+        cycle(&daemon).await;
+        assert_eq!(h.journal("ups.track").len(), 1, "{label}");
+        h.clock.advance(Duration::hours(5));
+        cycle(&daemon).await;
+        assert_eq!(h.journal("ups.track").len(), 2, "{label}");
+        assert_eq!(tracking_events(&h, ORDER_UPS).await.len(), 1, "{label}");
+        // Ship confirmations are read once per order.
+        assert_eq!(h.journal("getOrder2026").len(), 2, "{label}");
+
+        // USPS puts the parcel on the van: one TrackingUpdated, one delivery notice.
+        let scan = ScenarioScan {
+            at: When::now(),
+            code: "OF".into(),
+            description: None,
+            place: None,
+            reason: None,
+        };
+        if let Err(e) = h.sandbox.add_carrier_scan("usps", USPS, scan) {
+            panic!("{e}");
+        }
+        // The label, two days old, is asked about every 6 hours.
+        h.clock.advance(Duration::hours(6));
+        cycle(&daemon).await;
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_USPS).await),
+            vec![
+                (None, TrackingStatus::LabelCreated),
+                (
+                    Some(TrackingStatus::LabelCreated),
+                    TrackingStatus::OutForDelivery
+                )
+            ],
+            "{label}"
+        );
+        let notices = h.sandbox.messages(Some(ORDER_USPS));
+        assert_eq!(notices.len(), 1, "{label}");
+        assert_eq!(notices[0].message_type, "confirmDeliveryDetails", "{label}");
+        assert!(
+            notices[0].text.contains(USPS),
+            "{label}: {}",
+            notices[0].text
+        );
+
+        // UPS reports a delay; then, late, an older scan turns up: still one exception.
+        for (ago, code) in [(0, "048"), (30, "005")] {
+            let scan = ScenarioScan {
+                at: When::ago(Duration::hours(ago)),
+                code: code.into(),
+                description: None,
+                place: None,
+                reason: None,
+            };
+            if let Err(e) = h.sandbox.add_carrier_scan("ups", UPS, scan) {
+                panic!("{e}");
+            }
+        }
+        h.clock.advance(Duration::hours(3));
+        cycle(&daemon).await;
+        h.clock.advance(Duration::hours(3));
+        cycle(&daemon).await;
+        let ups_events = tracking_events(&h, ORDER_UPS).await;
+        let exceptions = ups_events
+            .iter()
+            .filter(
+                |k| matches!(k, EventKind::ShipmentException { reason, .. } if reason == "delay"),
+            )
+            .count();
+        assert_eq!(exceptions, 1, "{label}: {ups_events:?}");
+        assert_eq!(
+            status_of(&ups_events).last(),
+            Some(&(Some(TrackingStatus::InTransit), TrackingStatus::Exception)),
+            "{label}"
+        );
+        assert_eq!(h.sandbox.messages(Some(ORDER_UPS)).len(), 1, "{label}");
+        assert_eq!(h.sandbox.messages(Some(ORDER_USPS)).len(), 1, "{label}");
+        assert_eq!(
+            common::count(&h.slack_texts(), &format!("{UPS} has an exception (delay)")),
+            1,
+            "{label}: {:?}",
+            h.slack_texts()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_label_the_carrier_does_not_know_yet_is_unknown_then_found() {
+    let mut scenario = scenario();
+    for parcel in &mut scenario.carriers.parcels {
+        if parcel.carrier == "usps" {
+            parcel.visible_from = Some(When::from_now(Duration::hours(3)));
+        }
+    }
+    for mut h in harnesses(&scenario).await {
+        let daemon = daemon(&mut h);
+        cycle(&daemon).await;
+        let label = h.label();
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_USPS).await),
+            vec![(None, TrackingStatus::Unknown)],
+            "{label}"
+        );
+        // A label two days old that the carrier does not know is asked about every six
+        // hours (a fresh one every two).
+        h.clock.advance(Duration::hours(5));
+        cycle(&daemon).await;
+        assert_eq!(h.journal("usps.track").len(), 1, "{label}");
+        h.clock.advance(Duration::hours(2));
+        cycle(&daemon).await;
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_USPS).await).last(),
+            Some(&(Some(TrackingStatus::Unknown), TrackingStatus::LabelCreated)),
+            "{label}"
+        );
+    }
+}
+
+/// Amazon ships FBA orders itself: there is no ship confirmation to read.
+#[tokio::test]
+async fn fba_orders_start_no_carrier_watch() {
+    let mut scenario = scenario();
+    scenario.amazon.orders.push(ScenarioOrder::new(
+        "113-0000000-0000001",
+        OrderStatus::Shipped,
+        FulfillmentChannel::Afn,
+        When::days_ago(2),
+    ));
+    for mut h in harnesses(&scenario).await {
+        let daemon = daemon(&mut h);
+        cycle(&daemon).await;
+        let asked: Vec<String> = h
+            .journal("getOrder2026")
+            .iter()
+            .map(|e| e.path.clone())
+            .collect();
+        assert_eq!(asked.len(), 2, "{}: {asked:?}", h.label());
+        assert!(
+            asked.iter().all(|p| !p.contains("113-0000000-0000001")),
+            "{}",
+            h.label()
+        );
+    }
+}
