@@ -214,7 +214,18 @@ async fn the_email_channel_delivers_a_grouped_alert_as_one_plain_text_mail() {
 
 #[tokio::test]
 async fn the_email_channel_reports_a_closed_port_as_retryable_without_the_password() {
-    let port = free_port(); // bound and released: nothing listens there now
+    // Bound but never listening: connections are refused, and no other test can take the
+    // port meanwhile (a port bound and released could go to a parallel test's server).
+    let reserved = match tokio::net::TcpSocket::new_v4()
+        .and_then(|s| s.bind(([127, 0, 0, 1], 0).into()).map(|()| s))
+    {
+        Ok(socket) => socket,
+        Err(e) => panic!("cannot reserve a loopback port: {e}"),
+    };
+    let port = match reserved.local_addr() {
+        Ok(addr) => addr.port(),
+        Err(e) => panic!("reserved port: {e}"),
+    };
     let url = SecretString::from(format!("smtp://nightdesk:canary-pass-123@127.0.0.1:{port}"));
     let channel = EmailChannel::new(&url, "alerts@shop.example", &["ops@shop.example".into()])
         .unwrap_or_else(|e| panic!("{e}"));
