@@ -249,11 +249,31 @@ fn demo_once_alerts_a_carrier_exception_and_sends_the_out_for_delivery_notice() 
         "{notice}"
     );
     assert!(notice.contains("9400111206206406260787"), "{notice}");
-    // DHL never scanned the label: nightdesk noticed it itself.
+    // DHL never scanned the label: nightdesk noticed it itself and alerted ops (the
+    // grouped Slack message shows three examples, so the order's audit is the evidence).
+    let audit = nightdesk(
+        &[
+            "audit",
+            "114-5560872-0418836",
+            "--db",
+            &db.to_string_lossy(),
+        ],
+        repo(),
+    );
+    let timeline = text(&audit.stdout);
+    assert!(audit.status.success(), "{timeline}{}", text(&audit.stderr));
     assert!(
-        stdout.contains(
-            "dhl parcel 3318810025 has a label but no carrier scan yet (order 114-5560872-0418836)"
+        timeline.contains("tracking dhl 3318810025: not_scanned"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains(
+            "alert to ops: dhl parcel 3318810025 has a label but no carrier scan yet (order 114-5560872-0418836)"
         ),
+        "{timeline}"
+    );
+    assert!(
+        stdout.contains("6 alerts from rule shipping_exception"),
         "{stdout}"
     );
 
