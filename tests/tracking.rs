@@ -61,7 +61,8 @@ fn config(h: &Harness) -> String {
     )
 }
 
-fn daemon(h: &mut Harness) -> Daemon {
+/// The carriers' config, the two tracking rules and the shipped templates.
+fn prepare(h: &mut Harness) {
     h.config_text = config(h);
     for rule in ["shipping_exception", "out_for_delivery"] {
         let source = match std::fs::read_to_string(format!("rules/{rule}.rhai")) {
@@ -71,6 +72,10 @@ fn daemon(h: &mut Harness) -> Daemon {
         h.write_rule(rule, &source);
     }
     h.shipped_templates();
+}
+
+fn daemon(h: &mut Harness) -> Daemon {
+    prepare(h);
     let secrets: SecretResolver = h
         .secrets()
         .with_override("T_UPS", "nightdesk-sandbox-ups-client-secret")
@@ -274,5 +279,39 @@ async fn fba_orders_start_no_carrier_watch() {
             "{}",
             h.label()
         );
+    }
+}
+
+#[tokio::test]
+async fn refused_carrier_credentials_are_alerted_once_and_other_carriers_go_on() {
+    for mut h in harnesses(&scenario()).await {
+        prepare(&mut h);
+        let secrets = h
+            .secrets()
+            .with_override("T_UPS", "not-the-secret")
+            .with_override("T_USPS", "sandbox-usps-client-secret");
+        let daemon = h.daemon_with(h.config(), secrets);
+        let label = h.label();
+        for _ in 0..3 {
+            cycle(&daemon).await;
+            h.clock.advance(Duration::minutes(20));
+        }
+        let texts = h.slack_texts();
+        assert_eq!(
+            common::count(&texts, "Credentials failing for ups"),
+            1,
+            "{label}: {texts:?}"
+        );
+        assert!(
+            !texts.iter().any(|t| t.contains("not-the-secret")),
+            "{label}"
+        );
+        // USPS was asked and its parcel tracked all the same.
+        assert_eq!(
+            status_of(&tracking_events(&h, ORDER_USPS).await),
+            vec![(None, TrackingStatus::LabelCreated)],
+            "{label}"
+        );
+        assert!(tracking_events(&h, ORDER_UPS).await.is_empty(), "{label}");
     }
 }
