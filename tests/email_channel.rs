@@ -39,12 +39,13 @@ impl Smtpd {
         if !import.is_ok_and(|s| s.success()) {
             panic!("aiosmtpd missing: pip install aiosmtpd");
         }
-        let maildir = tempfile::tempdir().expect("a maildir");
+        let maildir = tempfile::tempdir().unwrap_or_else(|e| panic!("a maildir: {e}"));
         // Python's Maildir only makes its folders when the directory itself is missing.
         for sub in ["new", "cur", "tmp"] {
-            std::fs::create_dir(maildir.path().join(sub)).expect("a maildir folder");
+            std::fs::create_dir(maildir.path().join(sub))
+                .unwrap_or_else(|e| panic!("a maildir folder: {e}"));
         }
-        let log_dir = tempfile::tempdir().expect("a log dir");
+        let log_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a log dir: {e}"));
         let log = log_dir.path().join("smtpd.log");
         let port = free_port();
         let child = Command::new("python3")
@@ -53,12 +54,15 @@ impl Smtpd {
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir.path())
             .stdin(Stdio::null())
-            .stdout(Stdio::from(File::create(&log).expect("a log file")))
+            .stdout(Stdio::from(
+                File::create(&log).unwrap_or_else(|e| panic!("a log file: {e}")),
+            ))
             .stderr(Stdio::from(
-                File::create(log.with_extension("err")).expect("a log file"),
+                File::create(log.with_extension("err"))
+                    .unwrap_or_else(|e| panic!("a log file: {e}")),
             ))
             .spawn()
-            .expect("python3 runs");
+            .unwrap_or_else(|e| panic!("python3 runs: {e}"));
         let mut smtpd = Smtpd {
             child,
             port,
@@ -102,8 +106,12 @@ impl Smtpd {
 }
 
 fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
+    let listener =
+        TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind loopback: {e}"));
+    listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("local addr: {e}"))
+        .port()
 }
 
 /// The headers and decoded body of a message, read by Python's own e-mail parser.
@@ -123,13 +131,13 @@ print(json.dumps(out))
         .args(["-c", SCRIPT])
         .arg(path)
         .output()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("python3 runs: {e}"));
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    serde_json::from_slice(&output.stdout).expect("JSON from the parser")
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("JSON from the parser: {e}"))
 }
 
 fn group() -> Alert {
@@ -175,7 +183,7 @@ async fn the_email_channel_delivers_a_grouped_alert_as_one_plain_text_mail() {
 
     let delivered = smtpd.delivered();
     assert_eq!(delivered.len(), 1, "{delivered:?}; {}", smtpd.logs());
-    let raw = std::fs::read_to_string(&delivered[0]).expect("the message");
+    let raw = std::fs::read_to_string(&delivered[0]).unwrap_or_else(|e| panic!("the message: {e}"));
     assert!(raw.contains("Auto-Submitted: auto-generated"), "{raw}");
 
     let mail = parse(&delivered[0]);
