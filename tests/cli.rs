@@ -491,3 +491,54 @@ fn check_fails_on_a_template_that_breaks_amazon_messaging_policy() {
         "{stderr}"
     );
 }
+
+#[test]
+fn mail_parse_prints_what_nightdesk_understood_as_text_and_json() {
+    let text_out = nightdesk(
+        &["mail", "parse", "tests/mail_corpus/amazon_de_qp_cancel.eml"],
+        repo(),
+    );
+    let stdout = text(&text_out.stdout);
+    assert!(
+        text_out.status.success(),
+        "{stdout}{}",
+        text(&text_out.stderr)
+    );
+    for line in [
+        "marketplace:     amazon",
+        "order id:        302-1234567-1234567",
+        "language:        de",
+        "intent:          cancel",
+        "answer it:       yes",
+        "ich möchte meine Bestellung bitte stornieren",
+    ] {
+        assert!(stdout.contains(line), "{line:?} in {stdout}");
+    }
+    let json_out = nightdesk(
+        &[
+            "mail",
+            "parse",
+            "--json",
+            "tests/mail_corpus/amazon_auto_reply.eml",
+        ],
+        repo(),
+    );
+    assert!(json_out.status.success(), "{}", text(&json_out.stderr));
+    let understood: serde_json::Value = match serde_json::from_slice(&json_out.stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("not JSON ({e}): {}", text(&json_out.stdout)),
+    };
+    assert!(
+        understood["do_not_answer"]
+            .as_str()
+            .is_some_and(|why| why.starts_with("auto-reply")),
+        "{understood}"
+    );
+    let missing = nightdesk(&["mail", "parse", "no-such.eml"], repo());
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing.stderr).contains("no-such.eml"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

@@ -1,8 +1,9 @@
 //! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`, `test`, `replay`,
-//! `explain`, `approve`, `reject`, `audit`, `track`. Glue only: every
+//! `explain`, `approve`, `reject`, `audit`, `track`, `mail parse`. Glue only: every
 //! command parses its arguments, builds the library's pieces and reports; the work is
 //! done by the daemon, the sandbox and the rule engine.
 
+mod mail;
 mod track;
 
 use std::path::{Path, PathBuf};
@@ -148,6 +149,9 @@ pub enum Command {
         #[arg(long, default_value = "config/nightdesk.yaml")]
         config: PathBuf,
     },
+    /// Buyer mail tools.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Check that the config is valid and every rule compiles.
     Check {
         #[arg(long)]
@@ -155,6 +159,22 @@ pub enum Command {
         /// Rules folder to check (default: the config's, or ./rules).
         #[arg(long)]
         rules: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Print what nightdesk understands of one mail: marketplace, relay address, order id
+    /// or tracking number, language, intent, and whether it must not be answered.
+    Parse {
+        /// The mail, as a `.eml` file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The seller's own address (mail from it is our own reply); repeatable.
+        #[arg(long = "own")]
+        own: Vec<String>,
     },
 }
 
@@ -201,6 +221,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
             detect_only,
             config,
         } => track::track(&number, carrier.as_deref(), detect_only, &config).await,
+        Command::Mail(MailCommand::Parse { file, json, own }) => mail::parse(&file, json, &own),
         Command::Check { config, rules } => Ok(check(config.as_deref(), rules.as_deref())),
         Command::Test { path } => Ok(test(&path)),
         Command::Replay { config, since, db } => replay(&config, &since, db).await,

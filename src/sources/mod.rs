@@ -16,6 +16,7 @@
 
 pub mod amazon;
 pub mod carriers;
+pub mod mail;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
