@@ -369,8 +369,10 @@ impl Daemon {
                 telemetry::poll_succeeded(source.key(), report);
                 self.credentials_work(source.key(), now).await?;
                 self.track_fulfillment(source.key(), now).await?;
-                self.watch_packages(source.key(), now).await?;
+                // After the sweep: orders it stores carry this poll's time, which the
+                // packages checkpoint then moves past.
                 self.reconcile(source, now).await?;
+                self.watch_packages(source.key(), now).await?;
             }
             Err(error) if error.is_credentials() => {
                 self.record_poll_failure(source.key(), error, now).await?;
@@ -497,9 +499,11 @@ impl Daemon {
         Ok(())
     }
 
-    /// Start tracking the parcels of FBM orders that shipped since the last look
-    /// (checkpoint `<key>/packages`): their ship confirmations name carrier and number.
-    /// A failed read is logged and tried again at the next poll (the checkpoint stays).
+    /// Start tracking the parcels of this account's FBM orders that shipped since the
+    /// last look (checkpoint `<key>/packages`): their ship confirmations name carrier and
+    /// number. A read that may pass later (throttled, down, credentials) keeps the
+    /// checkpoint and is tried at the next poll; one that never will (the order is gone,
+    /// the answer breaks the contract) is logged and that order skipped.
     async fn watch_packages(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         let Some(api) = self.packages.get(key) else {
             return Ok(());
@@ -540,14 +544,24 @@ impl Daemon {
             let Some(stored) = self.store.order(channel, &id).await? else {
                 continue;
             };
-            if stored.order.fulfillment != Some(crate::model::Fulfillment::Mfn) {
+            // Events are the store's, not the account's: another account's orders are
+            // read with that account's credentials.
+            let mine = key.strip_prefix("amazon/") == Some(stored.order.account.as_str());
+            if !mine || stored.order.fulfillment != Some(crate::model::Fulfillment::Mfn) {
                 continue;
             }
             let found = match packages::order_packages(api, &id).await {
                 Ok(found) => found,
                 Err(sources::SourceError::Store(error)) => return Err(error),
+                Err(sources::SourceError::Upstream { error, .. })
+                    if !error.is_retryable() && !matches!(error, UpstreamError::Credentials(_)) =>
+                {
+                    crate::telemetry::order_skipped(&checkpoint, &id, &error.to_string());
+                    continue;
+                }
                 Err(error) => {
                     telemetry::poll_failed(&checkpoint, &error);
+                    self.store.watch_parcels(&watches, now).await?;
                     return Ok(());
                 }
             };

@@ -9,15 +9,12 @@ use std::sync::Arc;
 use chrono::Duration;
 use common::{Harness, count, harnesses, t0};
 use nightdesk::clock::Clock;
-use nightdesk::http::RetryPolicy;
 use nightdesk::model::{SalesChannel, Subject, TrackingStatus};
 use nightdesk::sandbox::{
     FulfillmentChannel, OrderStatus, Scenario, ScenarioItem, ScenarioOrder, When,
 };
-use nightdesk::sources::amazon::lwa::LwaCredentials;
-use nightdesk::sources::amazon::{AmazonSource, AmazonSourceSettings};
+use nightdesk::sources::amazon::AmazonSource;
 use nightdesk::sources::{self, OrderSource};
-use secrecy::SecretString;
 
 fn order(id: &str, marketplace: &str, updated_minutes_ago: i64) -> ScenarioOrder {
     ScenarioOrder {
@@ -45,30 +42,7 @@ fn item(n: u32) -> ScenarioItem {
 
 /// The harness's account as a bare source (no daemon), on its own SP-API client.
 fn source(h: &Harness) -> Arc<AmazonSource> {
-    let config = h.config();
-    let Some(mut account) = config.amazon.first().cloned() else {
-        panic!("no account in the test config")
-    };
-    let endpoints = h.endpoints();
-    if let (Some(api), Some(lwa)) = (endpoints.amazon, endpoints.lwa) {
-        account.endpoint = api;
-        account.lwa_endpoint = lwa;
-    }
-    let creds = &h.scenario.amazon.credentials;
-    let settings = AmazonSourceSettings {
-        account: account.clone(),
-        credentials: LwaCredentials {
-            client_id: creds.client_id.clone(),
-            client_secret: SecretString::from(creds.client_secret.clone()),
-            refresh_token: SecretString::from(creds.refresh_token.clone()),
-        },
-        user_agent: AmazonSource::user_agent("nightdesk-test"),
-        retry: RetryPolicy::fast(),
-    };
-    let api = match settings.client(Arc::new(h.clock.clone())) {
-        Ok(api) => api,
-        Err(e) => panic!("client: {e}"),
-    };
+    let (account, api) = h.sp_api();
     AmazonSource::new(account, api)
 }
 

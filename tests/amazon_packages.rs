@@ -14,17 +14,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use common::{Harness, harnesses, t0};
-use nightdesk::http::RetryPolicy;
 use nightdesk::sandbox::{
     Amount, Fault, FulfillmentChannel, OrderStatus, Scenario, ScenarioItem, ScenarioOrder,
     ScenarioOrderPackage, When,
 };
 use nightdesk::sources::amazon::api::SpApi;
-use nightdesk::sources::amazon::lwa::LwaCredentials;
 use nightdesk::sources::amazon::packages::{GET_ORDER_2026, OrderPackage, order_packages};
-use nightdesk::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use reqwest::Client;
-use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 use swagger::Spec;
 
@@ -97,30 +93,7 @@ fn scenario() -> Scenario {
 
 /// The harness's account's SP-API client, built as the daemon builds it.
 fn client(h: &Harness) -> Arc<SpApi> {
-    let config = h.config();
-    let Some(mut account) = config.amazon.first().cloned() else {
-        panic!("no account in the test config")
-    };
-    let endpoints = h.endpoints();
-    if let (Some(api), Some(lwa)) = (endpoints.amazon, endpoints.lwa) {
-        account.endpoint = api;
-        account.lwa_endpoint = lwa;
-    }
-    let creds = &h.scenario.amazon.credentials;
-    let settings = AmazonSourceSettings {
-        account,
-        credentials: LwaCredentials {
-            client_id: creds.client_id.clone(),
-            client_secret: SecretString::from(creds.client_secret.clone()),
-            refresh_token: SecretString::from(creds.refresh_token.clone()),
-        },
-        user_agent: AmazonSource::user_agent("nightdesk-test"),
-        retry: RetryPolicy::fast(),
-    };
-    match settings.client(Arc::new(h.clock.clone())) {
-        Ok(api) => api,
-        Err(e) => panic!("client: {e}"),
-    }
+    h.sp_api().1
 }
 
 fn hours_before_t0(hours: i64) -> Option<DateTime<Utc>> {

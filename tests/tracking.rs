@@ -11,7 +11,7 @@ use nightdesk::config::SecretResolver;
 use nightdesk::daemon::Daemon;
 use nightdesk::model::{EventKind, SalesChannel, Subject, TrackingStatus};
 use nightdesk::sandbox::{
-    FulfillmentChannel, OrderStatus, Scenario, ScenarioOrder, ScenarioScan, When,
+    Fault, FulfillmentChannel, OrderStatus, Scenario, ScenarioOrder, ScenarioScan, When,
 };
 
 const UPS: &str = "1Z5R89390357567127";
@@ -313,5 +313,63 @@ async fn refused_carrier_credentials_are_alerted_once_and_other_carriers_go_on()
             "{label}"
         );
         assert!(tracking_events(&h, ORDER_UPS).await.is_empty(), "{label}");
+    }
+}
+
+#[tokio::test]
+async fn a_ship_confirmation_that_cannot_be_read_skips_its_order_only() {
+    for mut h in harnesses(&scenario()).await {
+        let daemon = daemon(&mut h);
+        // The first order's confirmation answers 404 (never better); the second's 503s
+        // past the in-call retries (better later).
+        h.sandbox.inject(Fault::status("getOrder2026", 404));
+        cycle(&daemon).await;
+        let label = h.label();
+        let watched = |h: &Harness| {
+            let store = h.store.store.clone();
+            async move {
+                match store.parcel_watches(None).await {
+                    Ok(w) => w.len(),
+                    Err(e) => panic!("watches: {e}"),
+                }
+            }
+        };
+        assert_eq!(
+            watched(&h).await,
+            1,
+            "{label}: one order skipped, one watched"
+        );
+        // The skipped order is not asked again; nothing is pending.
+        h.clock.advance(Duration::minutes(5));
+        cycle(&daemon).await;
+        assert_eq!(h.journal("getOrder2026").len(), 2, "{label}");
+
+        h.sandbox
+            .inject(Fault::status("getOrder2026", 503).times(20));
+        let order = ScenarioOrder::new(
+            "114-0000000-0000009",
+            OrderStatus::Shipped,
+            FulfillmentChannel::Mfn,
+            When::days_ago(1),
+        );
+        let order = ScenarioOrder {
+            packages: vec![nightdesk::sandbox::ScenarioOrderPackage::new(
+                "UPS",
+                "1Z879E930346834440",
+                When::hours_ago(20),
+            )],
+            last_updated: Some(When::now()),
+            ..order
+        };
+        if let Err(e) = h.sandbox.add_order(order) {
+            panic!("{e}");
+        }
+        h.clock.advance(Duration::minutes(5));
+        cycle(&daemon).await;
+        assert_eq!(watched(&h).await, 1, "{label}: the unavailable read waits");
+        h.sandbox.clear_faults();
+        h.clock.advance(Duration::minutes(5));
+        cycle(&daemon).await;
+        assert_eq!(watched(&h).await, 2, "{label}: read at the next poll");
     }
 }

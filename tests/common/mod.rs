@@ -8,11 +8,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use nightdesk::clock::{ManualClock, SharedClock};
+use nightdesk::config::AmazonAccount;
 use nightdesk::config::{Config, SecretResolver};
 use nightdesk::daemon::{Daemon, DaemonOptions, Endpoints};
 use nightdesk::http::RetryPolicy;
 use nightdesk::sandbox::{JournalEntry, Sandbox, SandboxOptions, Scenario};
+use nightdesk::sources::amazon::api::SpApi;
+use nightdesk::sources::amazon::lwa::LwaCredentials;
+use nightdesk::sources::amazon::{AmazonSource, AmazonSourceSettings};
 use nightdesk::store::testing::{self, TestStore};
+use secrecy::SecretString;
 use url::Url;
 
 pub const CLIENT_ID: &str = "amzn1.application-oa2-client.sandbox";
@@ -166,6 +171,35 @@ impl Harness {
             amazon: parse(format!("{base}/")),
             lwa: parse(format!("{base}/auth/o2/token")),
             carriers: parse(format!("{base}/")),
+        }
+    }
+
+    /// The test config's first Amazon account pointed at the sandbox, and its SP-API
+    /// client built as the daemon builds it (without a daemon).
+    pub fn sp_api(&self) -> (AmazonAccount, Arc<SpApi>) {
+        let config = self.config();
+        let Some(mut account) = config.amazon.first().cloned() else {
+            panic!("no account in the test config")
+        };
+        let endpoints = self.endpoints();
+        if let (Some(api), Some(lwa)) = (endpoints.amazon, endpoints.lwa) {
+            account.endpoint = api;
+            account.lwa_endpoint = lwa;
+        }
+        let creds = &self.scenario.amazon.credentials;
+        let settings = AmazonSourceSettings {
+            account: account.clone(),
+            credentials: LwaCredentials {
+                client_id: creds.client_id.clone(),
+                client_secret: SecretString::from(creds.client_secret.clone()),
+                refresh_token: SecretString::from(creds.refresh_token.clone()),
+            },
+            user_agent: AmazonSource::user_agent("nightdesk-test"),
+            retry: RetryPolicy::fast(),
+        };
+        match settings.client(Arc::new(self.clock.clone())) {
+            Ok(api) => (account, api),
+            Err(e) => panic!("client: {e}"),
         }
     }
 

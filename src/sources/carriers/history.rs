@@ -180,6 +180,14 @@ impl ParcelHistory {
         self.events.last()
     }
 
+    /// When the parcel was last scanned: the newest event's instant, or, when its zone
+    /// is unknown, when a poll first brought it.
+    pub fn last_scan_at(&self) -> Option<DateTime<Utc>> {
+        self.latest()
+            .and_then(|e| e.at.utc)
+            .or(self.last_new_event_seen)
+    }
+
     /// The derived conditions at `now`.
     pub fn conditions(
         &self,
@@ -200,20 +208,14 @@ impl ParcelHistory {
         {
             found.push(Condition::NotScanned);
         }
-        if !unscanned && !is_terminal(status) {
-            let last_scan = self
-                .latest()
-                .and_then(|e| e.at.utc)
-                .or(self.last_new_event_seen);
-            if last_scan.is_some_and(|at| now - at >= Duration::days(limits.stalled_days)) {
-                found.push(Condition::Stalled);
-            }
+        let quiet = self
+            .last_scan_at()
+            .is_some_and(|at| now - at >= Duration::days(limits.stalled_days));
+        if !unscanned && !is_terminal(status) && quiet {
+            found.push(Condition::Stalled);
         }
         let promise = self.estimated_delivery.max(promised_by);
-        if status != TrackingStatus::Delivered
-            && !is_terminal(status)
-            && promise.is_some_and(|due| now > due)
-        {
+        if !is_terminal(status) && promise.is_some_and(|due| now > due) {
             found.push(Condition::Late);
         }
         found

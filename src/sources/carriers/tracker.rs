@@ -370,9 +370,7 @@ impl Tracker {
             | TrackingStatus::AvailableForPickup => plan.last_mile,
             _ => {
                 let recent = history
-                    .latest()
-                    .and_then(|e| e.at.utc)
-                    .or(history.last_new_event_seen)
+                    .last_scan_at()
                     .is_some_and(|at| now - at < Duration::hours(24));
                 if recent { plan.moving } else { plan.quiet }
             }
