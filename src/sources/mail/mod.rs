@@ -8,8 +8,8 @@
 //! intent, the buyer's own words without quoted history, and whether the mail must not be
 //! answered at all (an auto-reply, a marketplace notification, bulk mail, our own reply).
 //!
-//! Fetching mail (IMAP, Maildir), storing it and sending replies are other modules' work.
-//! This module is pure: it never touches the network, the store or the clock.
+//! [`mailbox`] is where mail is read from ([`Mailbox`]: IMAP, a Maildir folder). Parsing
+//! and understanding are pure: they never touch the network, the store or the clock.
 //!
 //! What it must never do:
 //! - answer a mail itself, or decide that a mail is answered: it only says what it
@@ -20,8 +20,10 @@
 //!   can ever see them;
 //! - log anything of a mail: bodies, addresses and names are buyers' personal data.
 
+pub mod mailbox;
 mod parse;
 mod understand;
 
+pub use mailbox::{Batch, FetchedMail, MailCheckpoint, Mailbox, MailboxError};
 pub use parse::{Attachment, MailError, ParsedMail, parse};
 pub use understand::{Intent, Understanding, understand};
