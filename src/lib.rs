@@ -45,6 +45,7 @@ pub mod rules;
 pub mod sandbox;
 pub mod schedule;
 pub mod server;
+pub(crate) mod smtp;
 pub mod sources;
 pub mod store;
 pub mod telemetry;

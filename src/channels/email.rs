@@ -9,48 +9,37 @@
 //! with the alert's key and a Message-ID derived from the key, so that a duplicate
 //! delivery is recognisable (and threads with the first).
 //!
-//! SMTP replies are classified for the outbox: a transient reply (4xx) is retried, a
-//! permanent one (5xx) is not, an authentication refusal is `Credentials`. They are
-//! reported as `Transport` errors that carry the reply code in the text, not as
-//! `Status`: that variant's codes are HTTP's (5xx retried, 4xx not), the reverse of SMTP.
-//! A connection, DNS or TLS failure happened before anything was sent; a broken
-//! connection or an unreadable reply later in the dialogue may have come after the
-//! message (lettre does not say which step failed), so it is `Delivery::Maybe`.
-
-use std::time::Duration;
+//! The URL, the connection and the classification of failures are shared with the
+//! buyer-reply sender: see `crate::smtp` (src/smtp.rs). In short: any SMTP reply (4xx
+//! retried, 5xx not, an authentication refusal `Credentials`) and any failure before the
+//! server's `354` to DATA happened before the message was taken; a broken connection or a
+//! timeout while the message or the answer to its final `.` is in flight is
+//! `Delivery::Maybe`. One send may take 60 s, connecting included.
 
 use async_trait::async_trait;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
-use lettre::transport::smtp::Error as SmtpError;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::discord::truncate;
 use super::{Alert, Channel};
-use crate::http::{self, Delivery, UpstreamError};
+use crate::http::UpstreamError;
+use crate::smtp::{self, SmtpServer};
 
 /// Longest Subject, prefix included.
 pub const SUBJECT_LIMIT: usize = 120;
-/// How long connecting and each SMTP reply may take.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 const AUTO_SUBMITTED: HeaderName = HeaderName::new_from_ascii_str("Auto-Submitted");
 const AUTO_RESPONSE_SUPPRESS: HeaderName =
     HeaderName::new_from_ascii_str("X-Auto-Response-Suppress");
 const KEY_HEADER: HeaderName = HeaderName::new_from_ascii_str("X-Nightdesk-Key");
 
-const URL_FORMS: &str = "expected smtp://user:pass@host:587?tls=required, \
-                         smtps://user:pass@host:465 or smtp://host:port";
-
 pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    server: SmtpServer,
     from: Mailbox,
     to: Vec<Mailbox>,
-    /// Strings no error text may show: the URL, its password (as written and decoded).
-    redact: Vec<SecretString>,
 }
 
 impl std::fmt::Debug for EmailChannel {
@@ -70,44 +59,7 @@ impl EmailChannel {
     /// Check the URL and the addresses and build the transport (nothing is connected
     /// yet). The error text never shows the URL or any part of it.
     pub fn new(smtp_url: &SecretString, from: &str, to: &[String]) -> Result<Self, String> {
-        let raw = smtp_url.expose_secret();
-        let url = url::Url::parse(raw)
-            .map_err(|e| format!("the SMTP URL does not parse ({e}); {URL_FORMS}"))?;
-        let tls = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls")
-            .map(|(_, v)| v.into_owned());
-        match (url.scheme(), tls.as_deref()) {
-            ("smtp", None | Some("required" | "opportunistic")) | ("smtps", _) => {}
-            ("smtp", Some(_)) => {
-                return Err(format!(
-                    "the SMTP URL's tls parameter must be `required` or `opportunistic`; {URL_FORMS}"
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "the SMTP URL's scheme must be smtp or smtps; {URL_FORMS}"
-                ));
-            }
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err(format!("the SMTP URL has no host; {URL_FORMS}"));
-        }
-        let mut redact = vec![SecretString::from(raw.to_owned())];
-        if let Some(password) = url.password().filter(|p| !p.is_empty()) {
-            redact.push(SecretString::from(password.to_owned()));
-            let decoded = percent_decode(password);
-            if !decoded.is_empty() && decoded != password {
-                redact.push(SecretString::from(decoded));
-            }
-        }
-        let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(raw)
-            .map_err(|e| {
-                let kind = if e.is_tls() { "its TLS settings" } else { "it" };
-                format!("the mail library refused the SMTP URL ({kind}); {URL_FORMS}")
-            })?
-            .timeout(Some(TIMEOUT))
-            .build();
+        let server = SmtpServer::from_url(smtp_url)?;
 
         let from = from
             .trim()
@@ -124,12 +76,7 @@ impl EmailChannel {
                     .map_err(|e| format!("to {addr:?} is not an e-mail address: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            transport,
-            from,
-            to,
-            redact,
-        })
+        Ok(Self { server, from, to })
     }
 
     /// The message for `alert`; public so its headers and body can be checked without
@@ -151,56 +98,14 @@ impl EmailChannel {
         builder
             .header(ContentType::TEXT_PLAIN)
             .body(alert.plain_text())
-            .map_err(|e| UpstreamError::Transport {
-                retryable: false,
-                delivered: Delivery::NotSent,
-                message: format!("could not build the e-mail: {e}"),
-            })
+            .map_err(smtp::not_built)
     }
 
     /// `text` with every secret this channel holds blanked out.
+    #[cfg(test)]
     fn scrub(&self, text: &str) -> String {
-        self.redact.iter().fold(text.to_owned(), |text, secret| {
-            text.replace(secret.expose_secret(), "[redacted]")
-        })
+        self.server.scrub(text)
     }
-
-    /// A lettre error, classified (see the module doc), with secrets blanked out.
-    fn classify(&self, error: &SmtpError) -> UpstreamError {
-        let message = http::summarize(&self.scrub(&error.to_string()));
-        if let Some(code) = error.status() {
-            let code = u16::from(code);
-            let message = format!("SMTP {message}");
-            if matches!(code, 530 | 534 | 535 | 538) {
-                return UpstreamError::Credentials(message);
-            }
-            return UpstreamError::Transport {
-                retryable: error.is_transient(),
-                delivered: Delivery::NotSent,
-                message,
-            };
-        }
-        let (retryable, delivered) = if error.is_client() {
-            // Refused by lettre itself (no common AUTH mechanism, 8BITMIME missing, …).
-            (false, Delivery::NotSent)
-        } else if error.is_tls() || error.is_transport_shutdown() || is_connection(error) {
-            (true, Delivery::NotSent)
-        } else {
-            // Network errors and unreadable replies: maybe after the message went.
-            (true, Delivery::Maybe)
-        };
-        UpstreamError::Transport {
-            retryable,
-            delivered,
-            message: format!("SMTP: {message}"),
-        }
-    }
-}
-
-/// lettre has no `is_connection`: its connect, DNS and TLS handshake failures all
-/// display as "Connection error".
-fn is_connection(error: &SmtpError) -> bool {
-    error.to_string().starts_with("Connection error")
 }
 
 /// `[nightdesk] ` and the headline on one line, at most [`SUBJECT_LIMIT`] characters.
@@ -217,29 +122,6 @@ pub fn message_id(key: &str) -> String {
     format!("<{}@nightdesk>", hex::encode(&digest[..16]))
 }
 
-/// `%XX` escapes decoded, as lettre decodes the URL's password.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -252,18 +134,9 @@ impl Channel for EmailChannel {
 
     async fn send(&self, alert: &Alert) -> Result<serde_json::Value, UpstreamError> {
         let message = self.message(alert)?;
-        let response = self
-            .transport
-            .send(message)
-            .await
-            .map_err(|e| self.classify(&e))?;
-        let reply = format!(
-            "{} {}",
-            response.code(),
-            response.first_line().unwrap_or_default()
-        );
+        let response = self.server.send(&message).await?;
         Ok(json!({
-            "smtp": http::summarize(&self.scrub(&reply)),
+            "smtp": smtp::reply_summary(&self.server, &response),
             "message_id": message_id(&alert.key),
         }))
     }
@@ -273,6 +146,7 @@ impl Channel for EmailChannel {
 mod tests {
     use super::*;
     use crate::channels::AlertLine;
+    use crate::http::Delivery;
 
     fn secret(url: &str) -> SecretString {
         SecretString::from(url.to_owned())
