@@ -499,11 +499,44 @@ pub struct BuyerMessage {
     pub intent: Option<String>,
     /// A substantive reply has gone out (stops the 24-hour clock).
     pub answered: bool,
+    /// Where it came from and how to answer it in its thread.
+    #[serde(default)]
+    pub mail: MailHeaders,
+}
+
+/// The mail facts a reply needs: where the message came from and its place in the thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailHeaders {
+    /// The mailbox it was read from (`Mailbox::name`).
+    pub mailbox: String,
+    /// Its Message-ID, without angle brackets.
+    pub message_id: Option<String>,
+    /// Its References, oldest first (the reply's References are these plus its id).
+    #[serde(default)]
+    pub references: Vec<String>,
+    /// The address a reply goes to (the marketplace's relay address), when one may.
+    pub reply_to: Option<String>,
+    /// Why it must not be answered (an auto-reply, a notification, our own reply).
+    pub do_not_answer: Option<String>,
+    /// Attachments by name and type only, never content.
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 impl BuyerMessage {
     pub fn subject_key(&self) -> Subject {
         Subject::named("message", &self.id)
+    }
+
+    /// Messages of one buyer about one order form a thread: the relay address (or the
+    /// sender) and the order id, or `-` when the buyer named none.
+    pub fn thread_key(&self) -> String {
+        let buyer = self.mail.reply_to.as_deref().unwrap_or(&self.from);
+        format!(
+            "{}|{}",
+            buyer.to_ascii_lowercase(),
+            self.order_id.as_deref().unwrap_or("-")
+        )
     }
 }
 

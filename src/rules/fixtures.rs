@@ -391,6 +391,7 @@ impl Case {
                     language: m.language.clone(),
                     intent: m.intent.clone(),
                     answered: m.answered,
+                    mail: Default::default(),
                 };
                 let mut args = vec![view::message(&msg, order.as_ref(), &others, now)];
                 if self.hook == super::HOOK_SLA_AT_RISK {

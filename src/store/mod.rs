@@ -1,5 +1,5 @@
-//! The store: orders and their items, parcels, the events an upsert emits, poll
-//! checkpoints, the outbox and the audit log. SQLite (one instance, default) or
+//! The store: orders and their items, parcels, buyer mail ([`mail`]), the events an
+//! upsert emits, poll checkpoints, the outbox and the audit log. SQLite (one instance, default) or
 //! PostgreSQL (several).
 //!
 //! Both backends run the same SQL, written once in [`sql`]; times are stored as epoch
@@ -12,6 +12,7 @@
 //! - an idempotency key enters the outbox once;
 //! - a completion whose lease was taken over (stale fence) is rejected.
 
+pub mod mail;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::config::StoreTarget;
 use crate::model::{Event, Order, PlannedAction, SalesChannel, Shipment, StoredOrder, Subject};
+pub use mail::{MailReport, MailStore, SentReply};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -222,9 +224,9 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
-/// The seam between the pipeline and its database.
+/// The seam between the pipeline and its database (buyer mail: [`MailStore`]).
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: MailStore + Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// The watermark of a poller: everything last updated before it has been stored.

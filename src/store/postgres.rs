@@ -55,6 +55,8 @@ impl PostgresStore {
     }
 }
 
+super::mail::sql_mail_store!(PostgresStore);
+
 sql_store!(
     PostgresStore,
     backend = "postgres",

@@ -144,6 +144,8 @@ fn lock_file(db: &Path) -> Result<File, StoreError> {
         })
 }
 
+super::mail::sql_mail_store!(SqliteStore);
+
 sql_store!(
     SqliteStore,
     backend = "sqlite",

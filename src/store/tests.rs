@@ -5,8 +5,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use super::testing;
 use super::*;
 use crate::model::{
-    ActionRequest, EventKind, Fulfillment, Money, OrderItem, OrderStatus, ParcelRef, PlannedAction,
-    Shipment, TrackingStatus,
+    ActionRequest, BuyerMessage, EventKind, Fulfillment, Money, OrderItem, OrderStatus, ParcelRef,
+    PlannedAction, Shipment, TrackingStatus,
 };
 
 fn t0() -> DateTime<Utc> {
@@ -939,6 +939,202 @@ async fn a_parcel_poll_saves_the_watch_and_the_shipment_together() -> Result<(),
             s.due_parcels(t0() + Duration::days(30), 10)
                 .await?
                 .is_empty(),
+            "{}",
+            t.label
+        );
+    }
+    Ok(())
+}
+
+fn buyer_message(id: &str, received: DateTime<Utc>, do_not_answer: Option<&str>) -> BuyerMessage {
+    BuyerMessage {
+        id: id.into(),
+        channel: SalesChannel::Amazon,
+        account: "us".into(),
+        marketplace_id: Some("ATVPDKIKX0DER".into()),
+        from: "jane@marketplace.amazon.com".into(),
+        subject: "Where is my order 111-0000001-0000001?".into(),
+        body: "It has not arrived.".into(),
+        received_at: received,
+        order_id: Some("111-0000001-0000001".into()),
+        tracking_number: None,
+        language: Some("en".into()),
+        intent: Some("where_is_my_order".into()),
+        answered: false,
+        mail: crate::model::MailHeaders {
+            mailbox: "maildir:/mail".into(),
+            message_id: Some(format!("{id}@mail.example")),
+            references: Vec::new(),
+            reply_to: Some("jane@marketplace.amazon.com".into()),
+            do_not_answer: do_not_answer.map(str::to_owned),
+            attachments: Vec::new(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn mail_is_stored_once_announced_once_and_moves_its_checkpoint() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let asks = buyer_message("m1", t0(), None);
+        let auto = buyer_message(
+            "m2",
+            t0(),
+            Some("auto-reply (Auto-Submitted: auto-replied)"),
+        );
+        assert_eq!(s.mail_checkpoint("imap:a").await?, None, "{}", t.label);
+
+        let r = s
+            .store_mail(
+                "imap:a",
+                &[asks.clone(), auto.clone()],
+                r#"{"last_uid":2}"#,
+                t0(),
+            )
+            .await?;
+        assert_eq!((r.new, r.duplicates, r.events), (2, 0, 1), "{}", t.label);
+        assert_eq!(
+            s.mail_checkpoint("imap:a").await?.as_deref(),
+            Some(r#"{"last_uid":2}"#),
+            "{}",
+            t.label
+        );
+        let events = s.pending_events(10).await?;
+        assert_eq!(
+            events.len(),
+            1,
+            "{}: the auto-reply is not announced",
+            t.label
+        );
+        assert_eq!(events[0].subject.as_str(), "message:m1", "{}", t.label);
+        assert_eq!(
+            events[0].kind,
+            EventKind::BuyerMessageReceived,
+            "{}",
+            t.label
+        );
+
+        // Read again (a restart before the checkpoint was kept): nothing new.
+        let r = s
+            .store_mail(
+                "imap:a",
+                std::slice::from_ref(&asks),
+                r#"{"last_uid":3}"#,
+                t0(),
+            )
+            .await?;
+        assert_eq!((r.new, r.duplicates, r.events), (0, 1, 0), "{}", t.label);
+        assert_eq!(s.pending_events(10).await?.len(), 1, "{}", t.label);
+        assert_eq!(
+            s.buyer_message("m1").await?,
+            Some(asks.clone()),
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.buyer_messages(Some("111-0000001-0000001")).await?.len(),
+            2,
+            "{}",
+            t.label
+        );
+        assert_eq!(s.buyer_message("nope").await?, None, "{}", t.label);
+
+        // One buyer about one order is one thread; another order is another.
+        let mut later = buyer_message("m3", t0() + Duration::hours(1), None);
+        later.mail.reply_to = Some("JANE@marketplace.amazon.com".into());
+        let mut other_order = buyer_message("m4", t0(), None);
+        other_order.order_id = Some("111-0000002-0000002".into());
+        s.store_mail("imap:a", &[later.clone(), other_order], "{}", t0())
+            .await?;
+        let thread: Vec<String> = s
+            .thread(&asks.thread_key())
+            .await?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(thread, ["m1", "m2", "m3"], "{}", t.label);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_clock_flags_unanswered_mail_once_and_only_substantive_replies_stop_it()
+-> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let early = buyer_message("early", t0(), None);
+        let acked = buyer_message("acked", t0(), None);
+        let answered = buyer_message("answered", t0(), None);
+        let late = buyer_message("late", t0() + Duration::hours(2), None);
+        let auto = buyer_message("auto", t0(), Some("notification"));
+        s.store_mail("m", &[early, acked, answered, late, auto], "{}", t0())
+            .await?;
+        let reply = |to: &str, substantive: bool, at: DateTime<Utc>| SentReply {
+            message_id: format!("reply-{to}@nightdesk"),
+            buyer_message: to.into(),
+            outbox_id: Some(1),
+            template: if substantive {
+                "where_is_my_parcel_fbm"
+            } else {
+                "acknowledge"
+            }
+            .into(),
+            substantive,
+            sent_at: at,
+            body: "Subject: Re: …\r\n\r\nYour parcel is out for delivery.".into(),
+        };
+        s.record_reply(&reply("acked", false, t0() + Duration::minutes(2)))
+            .await?;
+        s.record_reply(&reply("answered", true, t0() + Duration::hours(1)))
+            .await?;
+        // Repeating the record changes nothing.
+        s.record_reply(&reply("answered", true, t0() + Duration::hours(1)))
+            .await?;
+        assert_eq!(
+            s.buyer_message("answered").await?.map(|m| m.answered),
+            Some(true),
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.buyer_message("acked").await?.map(|m| m.answered),
+            Some(false),
+            "{}: an acknowledgement does not stop the clock",
+            t.label
+        );
+        assert_eq!(
+            s.sent_replies(Some("answered")).await?.len(),
+            1,
+            "{}",
+            t.label
+        );
+        assert_eq!(s.sent_replies(None).await?.len(), 2, "{}", t.label);
+
+        // Hour 20 for the two that arrived at t0 and got no substantive reply.
+        let now = t0() + Duration::hours(20);
+        let flagged = s
+            .raise_sla_at_risk(now - Duration::hours(20), 20, now)
+            .await?;
+        assert_eq!(
+            flagged,
+            vec!["acked".to_owned(), "early".to_owned()],
+            "{}",
+            t.label
+        );
+        let again = s
+            .raise_sla_at_risk(now + Duration::hours(3) - Duration::hours(20), 20, now)
+            .await?;
+        assert_eq!(again, vec!["late".to_owned()], "{}: once each", t.label);
+        let sla: Vec<String> = s
+            .pending_events(100)
+            .await?
+            .into_iter()
+            .filter(|e| e.kind == EventKind::SlaAtRisk { hours: 20 })
+            .map(|e| e.subject.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            sla,
+            vec!["message:acked", "message:early", "message:late"],
             "{}",
             t.label
         );
