@@ -20,10 +20,16 @@
 //!   can ever see them;
 //! - log anything of a mail: bodies, addresses and names are buyers' personal data.
 
+pub mod imap;
 pub mod mailbox;
+pub mod maildir;
+mod message;
 mod parse;
 mod understand;
 
+pub use imap::{ImapMailbox, ImapSecurity, ImapSettings};
 pub use mailbox::{Batch, FetchedMail, MailCheckpoint, Mailbox, MailboxError};
-pub use parse::{Attachment, MailError, ParsedMail, parse};
+pub use maildir::MaildirMailbox;
+pub use message::{MailboxContext, buyer_message, message_key};
+pub use parse::{Attachment, MAX_MAIL_BYTES, MailError, ParsedMail, parse};
 pub use understand::{Intent, Understanding, understand};
