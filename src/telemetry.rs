@@ -7,7 +7,7 @@
 
 use std::sync::OnceLock;
 
-use metrics::{counter, gauge};
+use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::sources::{PollReport, SourceError};
@@ -23,9 +23,19 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
 }
 
 /// Install JSON (or human) logs on stderr, filtered by `RUST_LOG` (default `info`).
+/// The IMAP client logs raw server input (mail content) at trace and debug: it is held
+/// at `info` whatever `RUST_LOG` asks, because buyer mail must never reach the logs.
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = match "async_imap=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    let filter = match "imap_proto=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -234,4 +244,78 @@ pub fn carrier_credentials_failing(carrier: &str, detail: &str) {
         detail,
         "Carrier credentials refused; its parcels wait until they are fixed."
     );
+}
+
+/// One read of a mailbox was stored.
+pub fn mail_read(mailbox: &str, report: &crate::store::MailReport) {
+    counter!("nightdesk_mail_read_total", "mailbox" => mailbox.to_owned())
+        .increment(report.new as u64);
+    counter!("nightdesk_mail_duplicates_total", "mailbox" => mailbox.to_owned())
+        .increment(report.duplicates as u64);
+    if report.new + report.duplicates > 0 {
+        tracing::info!(
+            mailbox,
+            new = report.new,
+            duplicates = report.duplicates,
+            to_answer = report.events,
+            "Mail read."
+        );
+    }
+}
+
+/// A mail could not be parsed; it is skipped (named by position, never by content).
+pub fn mail_unreadable(mailbox: &str, position: &str, error: &crate::sources::mail::MailError) {
+    counter!("nightdesk_mail_unreadable_total", "mailbox" => mailbox.to_owned()).increment(1);
+    tracing::warn!(mailbox, position, error = %error, "Unreadable mail skipped.");
+}
+
+/// A mailbox could not be read.
+pub fn mailbox_failed(mailbox: &str, error: &crate::sources::mail::MailboxError) {
+    let class = if error.is_retryable() {
+        "retryable"
+    } else {
+        "permanent"
+    };
+    counter!("nightdesk_mailbox_errors_total", "mailbox" => mailbox.to_owned(), "class" => class)
+        .increment(1);
+    tracing::warn!(mailbox, error = %error, class, "Mailbox read failed.");
+}
+
+/// A mailbox could not continue from its checkpoint and was read from the start.
+pub fn mailbox_restarted(mailbox: &str, why: &str) {
+    counter!("nightdesk_mailbox_restarts_total", "mailbox" => mailbox.to_owned()).increment(1);
+    tracing::warn!(mailbox, why, "Mailbox read from the start.");
+}
+
+/// A buyer message got its first substantive reply, `seconds` after it arrived.
+pub fn message_answered(marketplace: &str, seconds: i64) {
+    histogram!("nightdesk_first_reply_seconds", "marketplace" => marketplace.to_owned())
+        .record(seconds as f64);
+    counter!("nightdesk_messages_handled_total", "marketplace" => marketplace.to_owned(), "by" => "nightdesk")
+        .increment(1);
+    tracing::info!(marketplace, seconds, "Buyer message answered.");
+}
+
+/// A buyer message reached the SLA-at-risk hour without a substantive reply: people
+/// must answer it.
+pub fn message_handed_to_people(marketplace: &str, hours: i64) {
+    counter!("nightdesk_messages_handled_total", "marketplace" => marketplace.to_owned(), "by" => "people")
+        .increment(1);
+    tracing::warn!(
+        marketplace,
+        hours,
+        "Buyer message still unanswered; SLA at risk."
+    );
+}
+
+/// A reply went out.
+pub fn reply_sent(marketplace: &str, template: &str, substantive: bool) {
+    let kind = if substantive {
+        "substantive"
+    } else {
+        "acknowledgement"
+    };
+    counter!("nightdesk_replies_sent_total", "marketplace" => marketplace.to_owned(), "kind" => kind)
+        .increment(1);
+    tracing::info!(marketplace, template, kind, "Reply sent.");
 }

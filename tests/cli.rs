@@ -282,6 +282,54 @@ fn demo_once_alerts_a_carrier_exception_and_sends_the_out_for_delivery_notice() 
     assert!(!stdout.contains("Sandbox buyer message"), "{stdout}");
 }
 
+#[test]
+fn demo_once_answers_the_relay_mails_and_shows_what_the_smtp_receiver_got() {
+    let dir = tempdir();
+    let db = dir.path().join("demo.db");
+    let stdout = demo_once(&db);
+    assert!(
+        stdout.contains("Mail:    4 new buyer mail(s), 3 to answer, 1 never to be answered"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Replies received by the sandbox's SMTP server (3):"),
+        "{stdout}"
+    );
+    // Pending for 9 days: the advice, in English.
+    let pending = reply_block(&stdout, "Re: Order 113-4829301-5520617 still pending?");
+    assert!(pending.contains("pending for 9 days"), "{pending}");
+    // The parcel status from USPS, in German.
+    let parcel = reply_block(&stdout, "Re: Wo ist meine Bestellung 111-2205936-7748102?");
+    assert!(parcel.contains("9400111206206406260787"), "{parcel}");
+    assert!(parcel.contains("Mit freundlichen Grüßen"), "{parcel}");
+    // An order this seller never had: the ghost-order request, in French.
+    let ghost = reply_block(&stdout, "Re: Je ne trouve pas ma commande");
+    assert!(ghost.contains("114-0000000-0001234"), "{ghost}");
+    assert!(ghost.contains("Cordialement"), "{ghost}");
+    // The out-of-office answer is never answered.
+    assert!(!stdout.contains("Re: Automatic reply"), "{stdout}");
+
+    // A second run reads the mailbox again and answers nothing twice.
+    let stdout = demo_once(&db);
+    assert!(
+        stdout.contains("Replies received by the sandbox's SMTP server: none."),
+        "{stdout}"
+    );
+}
+
+/// The lines of the reply with `subject` the demo printed from its SMTP receiver.
+fn reply_block(stdout: &str, subject: &str) -> String {
+    let Some(start) = stdout.find(&format!("]: {subject}")) else {
+        panic!("no reply {subject:?} in: {stdout}");
+    };
+    stdout[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("    | "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// The lines of the sandbox buyer message of `kind` for `order`, as the demo prints it.
 fn message_block(stdout: &str, kind: &str, order: &str) -> String {
     let header = format!("Sandbox buyer message {kind} for order {order}:");

@@ -390,6 +390,7 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     let clock: SharedClock = Arc::new(SystemClock);
     let scenario = crate::sandbox::default_scenario()?;
     let credentials = scenario.amazon.credentials.clone();
+    let buyer_mail = scenario.buyer_mail.clone();
     let order_count = scenario.amazon.orders.len();
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let sandbox = Sandbox::start(listener, SandboxOptions::new(scenario, clock.clone())).await?;
@@ -401,6 +402,34 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
     let mut config = Config::load(config_path)?;
     config.store = StoreTarget::Sqlite(db.to_owned());
     println!("Store:   SQLite {}", db.display());
+    // The relay's buyer mails go into a Maildir beside the database; replies go to the
+    // sandbox's SMTP receiver.
+    let smtp =
+        crate::sandbox::smtp::SmtpReceiver::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await?;
+    let maildir = db.with_file_name(format!(
+        "{}-mail",
+        db.file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("nightdesk-demo")
+    ));
+    for mailbox in config.mail.iter_mut().flat_map(|m| m.mailboxes.iter_mut()) {
+        if let crate::config::MailSource::Maildir(path) = &mut mailbox.source {
+            path.clone_from(&maildir);
+            let delivered = crate::sandbox::buyer_mail::deliver(
+                &buyer_mail,
+                &mailbox.address,
+                &maildir,
+                clock.now(),
+            )
+            .map_err(CliError::Usage)?;
+            println!(
+                "Mailbox: {} ({delivered} new buyer mail(s) from the relay), replies via {}",
+                maildir.display(),
+                smtp.url()
+            );
+        }
+    }
     let sandbox_url = |path: &str| {
         Url::parse(&format!("{base}{path}")).map_err(|e| CliError::Usage(e.to_string()))
     };
@@ -430,6 +459,7 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
         .with_override("NIGHTDESK_DEMO_USPS_SECRET", "sandbox-usps-client-secret")
         .with_override("NIGHTDESK_DEMO_DHL_KEY", "sandbox-dhl-api-key")
         .with_override("NIGHTDESK_DEMO_DPD_PASSWORD", "sandbox-dpd-password")
+        .with_override("NIGHTDESK_DEMO_SMTP_URL", smtp.url())
         .with_override(
             "NIGHTDESK_DEMO_SLACK_WEBHOOK",
             format!("{base}/hooks/slack/services/T0DEMO/B0DEMO/demo"),
@@ -516,6 +546,7 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
                 println!("    | {line}");
             }
         }
+        print_replies(&smtp.received());
         cycle_exit(&report)
     } else {
         println!("Running until Ctrl-C ...");
@@ -545,7 +576,46 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
         }
     }
     sandbox.shutdown().await;
+    smtp.shutdown().await;
     Ok(exit)
+}
+
+/// The replies the sandbox's SMTP receiver got, as the buyer would read them.
+fn print_replies(received: &[crate::sandbox::smtp::ReceivedMail]) {
+    if received.is_empty() {
+        println!("Replies received by the sandbox's SMTP server: none.");
+        return;
+    }
+    println!(
+        "Replies received by the sandbox's SMTP server ({}):",
+        received.len()
+    );
+    for mail in received {
+        let Ok(parsed) = crate::sources::mail::parse(&mail.data) else {
+            println!("  - an unreadable mail from {}", mail.mail_from);
+            continue;
+        };
+        let language = parsed_language(&mail.data).unwrap_or_else(|| "?".to_owned());
+        println!(
+            "  - to {} [{language}]: {}",
+            mail.rcpt_to.join(", "),
+            parsed.subject
+        );
+        for line in parsed.text.lines().filter(|l| !l.trim().is_empty()) {
+            println!("    | {line}");
+        }
+    }
+}
+
+/// The Content-Language header of a raw mail.
+fn parsed_language(raw: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(raw);
+    let headers = text.split("\r\n\r\n").next()?;
+    headers.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-language")
+            .then(|| value.trim().to_owned())
+    })
 }
 
 fn print_cycle(report: &CycleReport) {
@@ -566,6 +636,17 @@ fn print_cycle(report: &CycleReport) {
         for (carrier, error) in &t.failures {
             println!("Track {carrier}: FAILED: {error}");
         }
+    }
+    let mail = &report.mail;
+    if mail.new + mail.duplicates > 0 || report.sla_at_risk > 0 {
+        println!(
+            "Mail:    {} new buyer mail(s), {} to answer, {} never to be answered (auto-replies, notifications, our own), {} read before; {} at risk of the 24-hour limit",
+            mail.new,
+            mail.events,
+            mail.new - mail.events,
+            mail.duplicates,
+            report.sla_at_risk
+        );
     }
     println!(
         "Rules:   {} event(s) seen, {} new action(s) planned, {} rule failure(s)",

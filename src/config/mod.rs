@@ -6,6 +6,7 @@
 
 mod carriers;
 mod locate;
+mod mail;
 pub mod secret;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,6 +20,7 @@ use url::Url;
 
 use crate::schedule::Schedule;
 pub use carriers::{CarrierAccount, CarrierCredentials, CarriersConfig};
+pub use mail::{MailConfig, MailSource, MailboxConfig};
 pub use secret::{SecretRef, SecretResolver};
 
 /// `live` performs actions; `dry-run` plans and records them but sends nothing.
@@ -59,6 +61,8 @@ struct RawConfig {
     amazon: Option<RawAmazon>,
     #[serde(default)]
     carriers: Option<carriers::RawCarriers>,
+    #[serde(default)]
+    mail: Option<mail::RawMail>,
     #[serde(default)]
     channels: BTreeMap<String, RawChannel>,
     /// Most actions of each kind per UTC day, all rules together.
@@ -280,6 +284,8 @@ pub struct Config {
     pub amazon: Vec<AmazonAccount>,
     /// The carriers nightdesk asks itself; `None` when the section is absent.
     pub carriers: Option<CarriersConfig>,
+    /// The seller mailboxes buyer mail is read from; `None` when the section is absent.
+    pub mail: Option<MailConfig>,
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Most actions of each kind per UTC day, all rules together.
     pub caps: BTreeMap<String, u32>,
@@ -962,6 +968,12 @@ impl Validator {
             None => None,
         };
 
+        let account_names: Vec<String> = amazon.iter().map(|a| a.name.clone()).collect();
+        let mail = match raw.mail {
+            Some(section) => Some(self.mail(section, &base, &account_names)?),
+            None => None,
+        };
+
         let config = Config {
             path: path.to_owned(),
             mode: raw.mode,
@@ -976,6 +988,7 @@ impl Validator {
             amazon_app_name,
             amazon,
             carriers,
+            mail,
             channels,
             caps,
             schedules,

@@ -38,6 +38,8 @@ use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
 
+mod mail;
+
 /// A carrier's base URL under the sandbox (or any single host serving all carriers).
 fn carrier_base(url: &Url, carrier: Carrier) -> Url {
     let text = format!(
@@ -94,6 +96,8 @@ pub enum BuildError {
     Http(#[from] UpstreamError),
     #[error("cannot set up a carrier: {0}")]
     Carrier(String),
+    #[error("cannot set up a mailbox: {0}")]
+    Mailbox(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +114,10 @@ pub struct CycleReport {
     pub polls: Vec<(String, Result<PollReport, String>)>,
     /// The carriers' tracking poll, when carriers are configured.
     pub tracking: Option<TrackReport>,
+    /// What reading the mailboxes stored.
+    pub mail: crate::store::MailReport,
+    /// Messages that reached the SLA-at-risk hour in this cycle.
+    pub sla_at_risk: usize,
     pub events_seen: usize,
     pub rule_failures: usize,
     pub actions_planned: usize,
@@ -129,6 +137,8 @@ pub struct Daemon {
     packages: HashMap<String, Arc<SpApi>>,
     /// The carriers nightdesk asks itself, if any are configured.
     tracker: Option<Tracker>,
+    /// The seller mailboxes buyer mail is read from.
+    inboxes: Vec<mail::Inbox>,
     engine: RuleEngine,
     rules: ArcSwap<RuleSet>,
     /// The last good templates, swapped with the rules (for the message executors).
@@ -233,6 +243,27 @@ impl Daemon {
             }
         }
 
+        let mut mail_secrets = Vec::new();
+        for (i, mailbox) in config
+            .mail
+            .iter()
+            .flat_map(|m| m.mailboxes.iter())
+            .enumerate()
+        {
+            let key = format!("mail.mailboxes[{i}]");
+            let smtp = mailbox
+                .smtp
+                .as_ref()
+                .map(|s| resolve(format!("{key}.smtp"), s));
+            let imap = match &mailbox.source {
+                crate::config::MailSource::Imap { password, .. } => {
+                    Some(resolve(format!("{key}.imap.password"), password))
+                }
+                crate::config::MailSource::Maildir(_) => None,
+            };
+            mail_secrets.push((smtp.flatten(), imap.flatten()));
+        }
+
         let approval_token = config
             .approvals
             .token
@@ -308,6 +339,9 @@ impl Daemon {
             None => None,
         };
 
+        let (inboxes, replies) =
+            mail::inboxes(&config, mail_secrets, templates.clone()).map_err(BuildError::Mailbox)?;
+
         telemetry::rules_loaded(rule_set.rules.len());
         let routes = channels
             .into_iter()
@@ -331,7 +365,8 @@ impl Daemon {
             instance,
         )
         .with_ops_channel(config.rules.alert_channel.clone())
-        .with_actions(actions);
+        .with_actions(actions)
+        .with_replies(replies);
         Ok(Daemon {
             config,
             store,
@@ -340,6 +375,7 @@ impl Daemon {
             fulfillment,
             packages,
             tracker,
+            inboxes,
             engine,
             rules: ArcSwap::from_pointee(rule_set),
             templates,
@@ -690,7 +726,17 @@ impl Daemon {
                 let arguments = self.hook_arguments(&event, now).await?;
                 let (outcomes, actions) = match &arguments {
                     Some(args) => {
-                        let outcomes = self.engine.run(&rules, event.kind.hook(), args);
+                        let mut outcomes = self.engine.run(&rules, event.kind.hook(), args);
+                        if event.kind == EventKind::BuyerMessageReceived
+                            && !rules::asked_for_reply(&outcomes)
+                        {
+                            // No rule answered: the substantive acknowledgement's turn.
+                            outcomes.extend(self.engine.run(
+                                &rules,
+                                rules::HOOK_UNANSWERED_MESSAGE,
+                                args,
+                            ));
+                        }
                         let (failed, notices) = self.failures(&outcomes);
                         failures += failed;
                         let mut actions = rules::plan(&outcomes, &event.subject, now);
@@ -740,6 +786,9 @@ impl Daemon {
         event: &Event,
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<rhai::Dynamic>>, StoreError> {
+        if let Some(id) = event.subject.as_str().strip_prefix("message:") {
+            return self.message_arguments(event, id, now).await;
+        }
         let order = match event.subject.as_order() {
             Some((channel, id)) => self.store.order(channel, id).await?,
             None => None,
@@ -1208,6 +1257,8 @@ impl Daemon {
             report.polls.push((source.key().to_owned(), result));
         }
         report.tracking = self.track_parcels().await?;
+        report.mail = self.read_mail().await?;
+        report.sla_at_risk = self.check_sla().await?;
         let (seen, planned, failures) = self.process_events().await?;
         let (swept, sweep_failures) = self.sweep().await?;
         report.events_seen = seen;
@@ -1283,6 +1334,35 @@ impl Daemon {
                                     }
                                 }
                                 Err(e) => tracing::error!(error = %e, "Tracking poll failed."),
+                            }
+                        }
+                    })
+                    .await;
+            });
+        }
+        for index in (0..self.inboxes.len()).filter(|i| self.inboxes[*i].pushes) {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { daemon.watch_mailbox(index, &shutdown).await });
+        }
+        if let Some(section) = self.config.mail.clone() {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move {
+                daemon
+                    .every(&section.schedule, &shutdown, true, || async {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            result = daemon.read_mail() => {
+                                if let Err(e) = result {
+                                    tracing::error!(error = %e, "Reading mail failed.");
+                                }
+                                if let Err(e) = daemon.check_sla().await {
+                                    tracing::error!(error = %e, "SLA check failed.");
+                                }
+                                if let Err(e) = daemon.process_events().await {
+                                    tracing::error!(error = %e, "Rules pass failed.");
+                                }
                             }
                         }
                     })

@@ -8,6 +8,8 @@
 //! not (verify-then-retry), and must never resubmit an at-most-once effect at all.
 
 pub mod amazon;
+pub mod mail;
+pub mod reply;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -73,6 +75,11 @@ impl<'a> Attempt<'a> {
                 .filter(serde_json::Value::is_object)
                 .unwrap_or_else(|| serde_json::json!({})),
         }
+    }
+
+    /// The store, for what an executor reads or records beyond its progress.
+    pub fn store(&self) -> &'a dyn Store {
+        self.store
     }
 
     /// The parcels of the order the action is about, as last stored.

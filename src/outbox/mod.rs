@@ -34,6 +34,7 @@ use rand::Rng;
 use crate::channels::{Alert, AlertLine, Channel, EXAMPLES};
 use crate::clock::SharedClock;
 use crate::config::{ExecutorConfig, QuietHours};
+use crate::executors::reply::ReplyExecutor;
 use crate::executors::{ActionError, ActionExecutor, Attempt, Performed, Safety};
 use crate::http::UpstreamError;
 use crate::model::{ActionRequest, PlannedAction, Subject};
@@ -135,6 +136,8 @@ pub struct Executor {
     routes: HashMap<String, Route>,
     /// Per upstream account (`amazon/<account>`).
     actions: HashMap<String, Arc<dyn ActionExecutor>>,
+    /// Replies to buyer mail, when mailboxes are configured.
+    replies: Option<Arc<ReplyExecutor>>,
     /// Where failed and unknown actions are alerted.
     ops_channel: Option<String>,
     clock: SharedClock,
@@ -154,6 +157,7 @@ impl Executor {
             store,
             routes,
             actions: HashMap::new(),
+            replies: None,
             ops_channel: None,
             clock,
             config,
@@ -164,6 +168,11 @@ impl Executor {
     /// Executors per upstream account, keyed `amazon/<account>`.
     pub fn with_actions(mut self, actions: HashMap<String, Arc<dyn ActionExecutor>>) -> Self {
         self.actions = actions;
+        self
+    }
+
+    pub fn with_replies(mut self, replies: Option<Arc<ReplyExecutor>>) -> Self {
+        self.replies = replies;
         self
     }
 
@@ -435,11 +444,7 @@ impl Executor {
             ActionRequest::Tag { name } => Outcome::Done {
                 detail: serde_json::json!({ "tag": name }),
             },
-            ActionRequest::Reply { .. } => Outcome::Held {
-                reason: "replies to buyer mail need the mail connector, which is not built yet; \
-                         answer in Seller Central, then reject this action"
-                    .into(),
-            },
+            ActionRequest::Reply { .. } => self.perform_reply(&claim, &request).await?,
             _ => self.perform_upstream(&claim, &request).await?,
         };
         self.finish(&claim, outcome, report).await
@@ -475,6 +480,61 @@ impl Executor {
             "outbox.before_send"
         )));
         let result = executor.perform(&mut attempt).await;
+        self.outcome_of(claim, safety, result)
+    }
+
+    /// Reply to a buyer message through the mail executor.
+    async fn perform_reply(
+        &self,
+        claim: &ClaimedAction,
+        request: &ActionRequest,
+    ) -> Result<Outcome, ExecutorError> {
+        let Some(replies) = &self.replies else {
+            return Ok(Outcome::Held {
+                reason: "no mailbox is configured for replies (mail.mailboxes); answer the buyer \
+                         yourself, then reject this action"
+                    .into(),
+            });
+        };
+        let message = match claim.subject.as_str().strip_prefix("message:") {
+            Some(id) => self.store.buyer_message(id).await?,
+            None => None,
+        };
+        let Some(message) = message else {
+            return Ok(Outcome::Failed {
+                error: format!(
+                    "{} is not a stored buyer message; nothing was sent",
+                    claim.subject
+                ),
+            });
+        };
+        let order = match &message.order_id {
+            Some(id) => self.store.order(message.channel, id).await?,
+            None => None,
+        };
+        let mut attempt = Attempt::new(
+            claim,
+            request,
+            order.as_ref(),
+            self.clock.now(),
+            &*self.store,
+        );
+        fail::fail_point!("outbox.before_send", |_| Err(ExecutorError::Crashed(
+            "outbox.before_send"
+        )));
+        let result = replies
+            .perform(&mut attempt, &message, order.as_ref())
+            .await;
+        self.outcome_of(claim, Safety::AtMostOnce, result)
+    }
+
+    /// What an executor's result means for the row, given the action's safety class.
+    fn outcome_of(
+        &self,
+        claim: &ClaimedAction,
+        safety: Safety,
+        result: Result<Performed, ActionError>,
+    ) -> Result<Outcome, ExecutorError> {
         if result.is_ok() {
             fail::fail_point!("outbox.after_send", |_| Err(ExecutorError::Crashed(
                 "outbox.after_send"

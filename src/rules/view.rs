@@ -412,7 +412,8 @@ fn insert_parcel(m: &mut Map, parcel: &ParcelRef) {
 /// `body`, `received_at`, `hours_open` (whole hours since it arrived), `answered`,
 /// `order_id_found`, `tracking_number_found`, `language`, `intent`, `order` (the order
 /// it is about, or `()`), `customer_orders` (the same customer's orders on every
-/// connected channel; empty until the customer index exists).
+/// connected channel; empty until the customer index exists), `thread` (the same
+/// buyer's other messages about the same order, see [`with_thread`]).
 pub fn message(
     msg: &BuyerMessage,
     order: Option<&StoredOrder>,
@@ -450,6 +451,30 @@ pub fn message(
         .map(|o| self::order(o, now))
         .collect();
     m.insert("customer_orders".into(), others.into());
+    m.insert("thread".into(), Array::new().into());
+    m.into()
+}
+
+/// The other messages of a message's thread (the same buyer about the same order), as
+/// `msg.thread`: each with `id`, `title`, `received_at`, `intent` and `answered`,
+/// oldest first.
+pub fn with_thread(msg: Dynamic, others: &[BuyerMessage]) -> Dynamic {
+    let Some(mut m) = msg.try_cast::<Map>() else {
+        return Dynamic::UNIT;
+    };
+    let thread: Array = others
+        .iter()
+        .map(|o| {
+            let mut t = Map::new();
+            t.insert("id".into(), o.id.clone().into());
+            t.insert("title".into(), o.subject.clone().into());
+            t.insert("received_at".into(), time(o.received_at));
+            t.insert("intent".into(), opt_str(o.intent.as_deref()));
+            t.insert("answered".into(), o.answered.into());
+            Dynamic::from(t)
+        })
+        .collect();
+    m.insert("thread".into(), thread.into());
     m.into()
 }
 

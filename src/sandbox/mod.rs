@@ -21,6 +21,7 @@
 
 mod amazon;
 mod amazon_packages;
+pub mod buyer_mail;
 mod carriers;
 mod chat;
 mod faults;
@@ -33,6 +34,7 @@ mod plans;
 mod scenario;
 mod scenario_fba;
 mod server;
+pub mod smtp;
 mod token;
 mod tokens;
 

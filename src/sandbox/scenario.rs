@@ -36,6 +36,9 @@ pub struct Scenario {
     pub amazon: AmazonScenario,
     /// The carriers' parcels (UPS, FedEx, USPS, DHL, DPD).
     pub carriers: super::carriers::CarrierScenario,
+    /// Buyer mails the relay delivers to the seller's mailbox (the demo writes them
+    /// into a Maildir).
+    pub buyer_mail: Vec<super::buyer_mail::ScenarioMail>,
 }
 
 impl Scenario {

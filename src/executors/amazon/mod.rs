@@ -487,7 +487,7 @@ fn buyer_context(buyer: &crate::model::BuyerDetails) -> serde_json::Value {
 
 /// The context templates see: the same order view the rules get; `buyer` is none
 /// unless the template reads it (see `notify_buyer`).
-fn template_context(
+pub(crate) fn template_context(
     order: &StoredOrder,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<serde_json::Value, ActionError> {
@@ -499,7 +499,7 @@ fn template_context(
 
 /// The parcel a message talks about: the one with the latest carrier scan (an order
 /// usually has one; with several, the one that just moved is what the message is about).
-fn shipment_context(shipments: &[crate::model::Shipment]) -> serde_json::Value {
+pub(crate) fn shipment_context(shipments: &[crate::model::Shipment]) -> serde_json::Value {
     shipments
         .iter()
         .max_by_key(|s| s.last_event_at)
