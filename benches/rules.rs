@@ -51,6 +51,7 @@ fn orders(n: usize) -> Vec<StoredOrder> {
             };
             StoredOrder {
                 order: Order {
+                    customer: Default::default(),
                     channel: SalesChannel::Amazon,
                     account: "us".into(),
                     id: format!("113-{:07}-{:07}", i, i * 7 % 10_000_000),

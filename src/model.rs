@@ -13,23 +13,57 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "lowercase")]
 pub enum SalesChannel {
     Amazon,
+    Shopify,
+    Ebay,
+    Walmart,
 }
 
 impl SalesChannel {
+    pub const ALL: [SalesChannel; 4] = [
+        SalesChannel::Amazon,
+        SalesChannel::Shopify,
+        SalesChannel::Ebay,
+        SalesChannel::Walmart,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SalesChannel::Amazon => "amazon",
+            SalesChannel::Shopify => "shopify",
+            SalesChannel::Ebay => "ebay",
+            SalesChannel::Walmart => "walmart",
         }
+    }
+
+    /// The channel whose order numbers look like `id`: Amazon `123-1234567-1234567`,
+    /// eBay `12-12345-12345`, Walmart 13 or 15 digits, Shopify `#1001`.
+    pub fn of_order_number(id: &str) -> Option<SalesChannel> {
+        let id = id.trim();
+        let groups: Vec<&str> = id.split('-').collect();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        let lens: Vec<usize> = groups.iter().map(|g| g.len()).collect();
+        if groups.iter().all(|g| digits(g)) {
+            match lens.as_slice() {
+                [3, 7, 7] => return Some(SalesChannel::Amazon),
+                [2, 5, 5] => return Some(SalesChannel::Ebay),
+                [13] | [15] => return Some(SalesChannel::Walmart),
+                _ => {}
+            }
+        }
+        let shopify = id
+            .strip_prefix('#')
+            .is_some_and(|n| digits(n) && n.len() <= 12);
+        shopify.then_some(SalesChannel::Shopify)
     }
 }
 
 impl FromStr for SalesChannel {
     type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "amazon" => Ok(SalesChannel::Amazon),
-            other => Err(UnknownValue::new("sales channel", other)),
-        }
+        SalesChannel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| UnknownValue::new("sales channel", s))
     }
 }
 
@@ -454,6 +488,31 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     #[serde(default)]
     pub details: OrderDetails,
+    /// Who bought, as far as the channel shows it (for the customer index).
+    #[serde(default, skip_serializing_if = "Customer::is_empty")]
+    pub customer: Customer,
+}
+
+/// The buyer as a channel shows them, for finding one customer across channels.
+/// Amazon hides the buyer behind a relay address, so its orders carry only the ship-to
+/// city, postcode and country (never restricted data); Shopify, eBay and Walmart give
+/// a name and often a real e-mail address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Customer {
+    /// A real address (never a marketplace relay address).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub postcode: Option<String>,
+    pub city: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+}
+
+impl Customer {
+    pub fn is_empty(&self) -> bool {
+        *self == Customer::default()
+    }
 }
 
 impl Order {
@@ -815,6 +874,26 @@ mod tests {
             Some((SalesChannel::Amazon, "113-4829301-5520617"))
         );
         assert_eq!(Subject::named("schedule", "nightly").as_order(), None);
+    }
+
+    #[test]
+    fn order_numbers_name_their_channel() {
+        for (id, channel) in [
+            ("113-4829301-5520617", Some(SalesChannel::Amazon)),
+            ("12-10234-56789", Some(SalesChannel::Ebay)),
+            ("1796277083022", Some(SalesChannel::Walmart)),
+            ("108812345678901", Some(SalesChannel::Walmart)),
+            ("#10482", Some(SalesChannel::Shopify)),
+            ("10482", None),
+            ("1Z5R89390357567127", None),
+            ("113-482930-5520617", None),
+            ("#", None),
+        ] {
+            assert_eq!(SalesChannel::of_order_number(id), channel, "{id}");
+        }
+        for channel in SalesChannel::ALL {
+            assert_eq!(channel.as_str().parse::<SalesChannel>().ok(), Some(channel));
+        }
     }
 
     #[test]

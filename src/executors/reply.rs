@@ -125,6 +125,8 @@ impl ReplyExecutor {
         let context = self.context(attempt, message, order).await?;
         let policy = match message.channel {
             SalesChannel::Amazon => Policy::Amazon,
+            // Their own policies are not written out yet: what every marketplace forbids.
+            SalesChannel::Shopify | SalesChannel::Ebay | SalesChannel::Walmart => Policy::Baseline,
         };
         let templates = self.templates.load();
         let body = match compose(

@@ -136,6 +136,7 @@ mod tests {
         let t = chrono::DateTime::<Utc>::MIN_UTC;
         StoredOrder {
             order: Order {
+                customer: Default::default(),
                 channel: SalesChannel::Amazon,
                 account: "us".into(),
                 id: "113-0000000-0000001".into(),

@@ -267,6 +267,7 @@ impl FixtureOrder {
             })
             .collect();
         let order = Order {
+            customer: Default::default(),
             channel: SalesChannel::Amazon,
             account: self.account.clone(),
             id: self.id.clone(),

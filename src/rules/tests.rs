@@ -13,6 +13,7 @@ fn stored(status: OrderStatus, purchased_days_ago: i64) -> StoredOrder {
     let purchase = now() - Duration::days(purchased_days_ago) - Duration::hours(1);
     StoredOrder {
         order: Order {
+            customer: Default::default(),
             channel: SalesChannel::Amazon,
             account: "us".into(),
             id: "113-4829301-5520617".into(),

@@ -563,6 +563,7 @@ mod tests {
         let purchase = now() - chrono::Duration::days(2);
         StoredOrder {
             order: Order {
+                customer: Default::default(),
                 channel: SalesChannel::Amazon,
                 account: "us".into(),
                 id: "113-4829301-5520617".into(),

@@ -17,6 +17,7 @@ fn t0() -> DateTime<Utc> {
 
 fn order(id: &str, status: OrderStatus, updated: DateTime<Utc>) -> Order {
     Order {
+        customer: Default::default(),
         channel: SalesChannel::Amazon,
         account: "us".into(),
         id: id.into(),

@@ -481,8 +481,22 @@ impl WireOrder {
             )?,
             ship_to: ship_to(&c, self.shipping_address.as_ref())?,
         };
+        // Amazon shows no buyer without a Restricted Data Token: the customer index
+        // gets the ship-to area only.
+        let customer = details
+            .ship_to
+            .as_ref()
+            .map(|area| crate::model::Customer {
+                email: None,
+                name: None,
+                postcode: area.postal_code.clone(),
+                city: area.city.clone(),
+                country: area.country_code.clone(),
+            })
+            .unwrap_or_default();
         Ok(Order {
             channel: SalesChannel::Amazon,
+            customer,
             account: account.to_owned(),
             purchase_date: c.required("PurchaseDate", purchase_date)?,
             last_update: c.required("LastUpdateDate", last_update)?,
