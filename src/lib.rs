@@ -14,6 +14,8 @@
 //! - [`sources`]: one module per upstream; they read and normalise, never decide.
 //! - [`store`]: the `Store` trait with SQLite and PostgreSQL implementations; orders,
 //!   events, poll checkpoints, outbox and audit log.
+//! - [`customers`]: one customer across channels (the index keys, the match and its
+//!   confidence) for the ghost-order rule.
 //! - [`rules`]: the hardened Rhai engine and the rule files; rules ask for actions as data;
 //!   templates, the compliance linter, `check`, fixtures (`nightdesk test`).
 //! - [`outbox`]: claiming with leases and fencing, the executor loop with its safety
@@ -36,6 +38,7 @@ pub mod channels;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod customers;
 pub mod daemon;
 pub mod executors;
 pub mod http;

@@ -568,6 +568,9 @@ pub struct BuyerMessage {
 pub struct MailHeaders {
     /// The mailbox it was read from (`Mailbox::name`).
     pub mailbox: String,
+    /// The sender's display name (for the customer index; relays keep the buyer's name).
+    #[serde(default)]
+    pub from_name: Option<String>,
     /// Its Message-ID, without angle brackets.
     pub message_id: Option<String>,
     /// Its References, oldest first (the reply's References are these plus its id).

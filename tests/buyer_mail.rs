@@ -406,3 +406,136 @@ async fn an_smtp_failure_leaves_the_reply_unknown_or_retried_by_its_class_and_ne
         assert_eq!(setup.smtp.received().len(), 2, "{}", h.label());
     }
 }
+
+/// Élodie's order in the seller's own Shopify store, stored as the Shopify source would.
+async fn shopify_order(h: &Harness) {
+    use nightdesk::model::{Customer, Fulfillment, Money, Order, OrderStatus, SalesChannel};
+    let now = nightdesk::clock::Clock::now(&h.clock);
+    let order = Order {
+        channel: SalesChannel::Shopify,
+        account: "shop".into(),
+        id: "#10482".into(),
+        marketplace_id: None,
+        status: OrderStatus::Shipped,
+        fulfillment: Some(Fulfillment::Mfn),
+        purchase_date: now - Duration::days(10),
+        last_update: now - Duration::days(8),
+        earliest_ship_date: None,
+        latest_ship_date: None,
+        earliest_delivery_date: None,
+        latest_delivery_date: None,
+        total: Some(Money {
+            currency: "EUR".into(),
+            amount: "89.00".into(),
+        }),
+        order_type: None,
+        is_prime: false,
+        is_business: false,
+        items: Vec::new(),
+        details: Default::default(),
+        customer: Customer {
+            email: Some("elodie.fournier@example.fr".into()),
+            name: Some("Élodie Fournier".into()),
+            postcode: Some("69002".into()),
+            city: Some("Lyon".into()),
+            country: Some("FR".into()),
+        },
+    };
+    let stored = h
+        .store
+        .store
+        .ingest("shopify/shop", &[order], None, now)
+        .await;
+    assert!(stored.is_ok(), "{stored:?}");
+}
+
+fn elodie(id: &str, body: &str) -> ScenarioMail {
+    ScenarioMail {
+        id: id.into(),
+        from_name: "Élodie Fournier".into(),
+        from: "r9t2w6y1u8i3o5p@marketplace.amazon.fr".into(),
+        subject: "Ma commande".into(),
+        body: body.into(),
+        received: When::minutes_ago(30),
+        headers: BTreeMap::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_ghost_order_placed_in_the_sellers_shop_is_answered_with_its_status_only_when_sure() {
+    let scenario = default_scenario();
+    for mut h in harnesses(&scenario).await {
+        let setup = setup(&mut h, &["ghost_order"]).await;
+        shopify_order(&h).await;
+        deliver_all(
+            &h,
+            &setup,
+            &[
+                // The number of the order in the seller's own shop: certain.
+                elodie(
+                    "ghost-number",
+                    "Bonjour, j'ai commandé un moulin sur votre site, commande #10482, et je ne la trouve pas dans mon compte Amazon. Où en est-elle ? Merci",
+                ),
+            ],
+        );
+        let Ok(_) = daemon(&h, &setup).run_cycle().await else {
+            panic!("cycle")
+        };
+        let received = setup.smtp.received();
+        assert_eq!(received.len(), 1, "{}", h.label());
+        let Ok(text) = parse(&received[0].data).map(|p| p.text) else {
+            panic!("unparsable")
+        };
+        assert!(text.contains("#10482"), "{}: {text}", h.label());
+        assert!(
+            text.contains("notre boutique en ligne") || text.contains("boutique"),
+            "{}: the Shopify order's channel is named: {text}",
+            h.label()
+        );
+        let sent = match h.store.store.sent_replies(None).await {
+            Ok(sent) => sent,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            sent[0].template,
+            "ghost_order_found_elsewhere",
+            "{}",
+            h.label()
+        );
+
+        // Her name alone (a relay address, no number): not enough to show the order.
+        h.clock.advance(Duration::minutes(1));
+        deliver_all(
+            &h,
+            &setup,
+            &[elodie(
+                "ghost-name",
+                "Bonjour, je ne trouve plus ma commande de moulin à café. Pouvez-vous m'aider ? Merci",
+            )],
+        );
+        let Ok(_) = daemon(&h, &setup).run_cycle().await else {
+            panic!("cycle")
+        };
+        let sent = match h.store.store.sent_replies(None).await {
+            Ok(sent) => sent,
+            Err(e) => panic!("{e}"),
+        };
+        let templates: Vec<&str> = sent.iter().map(|r| r.template.as_str()).collect();
+        assert_eq!(
+            templates,
+            ["ghost_order_found_elsewhere", "ghost_order"],
+            "{}",
+            h.label()
+        );
+        assert_eq!(
+            common::count(
+                &h.slack_texts(),
+                "shopify order #10482 may be theirs (same name only)"
+            ),
+            1,
+            "{}: {:?}",
+            h.label(),
+            h.slack_texts()
+        );
+    }
+}

@@ -17,9 +17,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::Daemon;
 use crate::config::{Config, MailSource};
+use crate::customers;
 use crate::executors::mail::SmtpReplySender;
 use crate::executors::reply::{Replier, ReplyExecutor};
-use crate::model::{BuyerMessage, Event, EventKind, SalesChannel, StoredOrder};
+use crate::model::{BuyerMessage, Event, EventKind, SalesChannel};
 use crate::rules::templates::Templates;
 use crate::rules::view;
 use crate::sources::mail::{
@@ -289,30 +290,6 @@ impl Daemon {
         Ok(raised.len())
     }
 
-    /// The order a buyer message is about: the order id it names, else the order whose
-    /// parcel has the tracking number it names.
-    pub(super) async fn message_order(
-        &self,
-        message: &BuyerMessage,
-    ) -> Result<Option<StoredOrder>, StoreError> {
-        if let Some(id) = &message.order_id
-            && let Some(order) = self.store.order(message.channel, id).await?
-        {
-            return Ok(Some(order));
-        }
-        let Some(number) = &message.tracking_number else {
-            return Ok(None);
-        };
-        for watch in self.store.parcel_watches(Some(number)).await? {
-            if let Some((channel, id)) = watch.subject.as_order()
-                && let Some(order) = self.store.order(channel, id).await?
-            {
-                return Ok(Some(order));
-            }
-        }
-        Ok(None)
-    }
-
     /// What a message event's hook is called with: `(msg)` for a new message,
     /// `(msg, event)` for the clock. `None` when the message is not stored.
     pub(super) async fn message_arguments(
@@ -324,7 +301,8 @@ impl Daemon {
         let Some(message) = self.store.buyer_message(id).await? else {
             return Ok(None);
         };
-        let order = self.message_order(&message).await?;
+        let order = customers::order_of_message(self.store.as_ref(), &message).await?;
+        let matches = customers::matches(self.store.as_ref(), &message, order.as_ref()).await?;
         let others: Vec<BuyerMessage> = self
             .store
             .thread(&message.thread_key())
@@ -332,7 +310,11 @@ impl Daemon {
             .into_iter()
             .filter(|m| m.id != message.id)
             .collect();
-        let msg = view::with_thread(view::message(&message, order.as_ref(), &[], now), &others);
+        let msg = view::with_customer_matches(
+            view::with_thread(view::message(&message, order.as_ref(), &[], now), &others),
+            &matches,
+            now,
+        );
         Ok(Some(match event.kind {
             EventKind::SlaAtRisk { .. } => vec![msg, view::event(&event.kind, event.at)],
             _ => vec![msg],

@@ -508,9 +508,15 @@ impl Executor {
                 ),
             });
         };
-        let order = match &message.order_id {
-            Some(id) => self.store.order(message.channel, id).await?,
-            None => None,
+        // The order the message is about; without one, the writer's order on another
+        // channel when the match is sure enough to answer with (the ghost-order reply).
+        let order = match crate::customers::order_of_message(self.store.as_ref(), &message).await? {
+            Some(order) => Some(order),
+            None => crate::customers::matches(self.store.as_ref(), &message, None)
+                .await?
+                .into_iter()
+                .find(|m| m.confidence >= crate::customers::ANSWERABLE)
+                .map(|m| m.order),
         };
         let mut attempt = Attempt::new(
             claim,

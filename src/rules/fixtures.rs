@@ -92,6 +92,12 @@ struct FixtureOrder {
     prime: bool,
     #[serde(default)]
     items: Vec<FixtureItem>,
+    /// The channel it was placed on (default amazon).
+    #[serde(default)]
+    channel: Option<SalesChannel>,
+    /// For `customer_orders`: how sure the customer index is (default 1.0).
+    #[serde(default)]
+    match_confidence: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -268,7 +274,7 @@ impl FixtureOrder {
             .collect();
         let order = Order {
             customer: Default::default(),
-            channel: SalesChannel::Amazon,
+            channel: self.channel.unwrap_or(SalesChannel::Amazon),
             account: self.account.clone(),
             id: self.id.clone(),
             marketplace_id: Some(self.marketplace.clone()),
@@ -394,7 +400,21 @@ impl Case {
                     answered: m.answered,
                     mail: Default::default(),
                 };
-                let mut args = vec![view::message(&msg, order.as_ref(), &others, now)];
+                let matches: Vec<crate::customers::CustomerMatch> = self
+                    .customer_orders
+                    .iter()
+                    .zip(others.iter())
+                    .map(|(fixture, order)| crate::customers::CustomerMatch {
+                        order: order.clone(),
+                        confidence: fixture.match_confidence.unwrap_or(1.0),
+                        reason: "fixture",
+                    })
+                    .collect();
+                let mut args = vec![view::with_customer_matches(
+                    view::message(&msg, order.as_ref(), &others, now),
+                    &matches,
+                    now,
+                )];
                 if self.hook == super::HOOK_SLA_AT_RISK {
                     args.push(view::event(
                         &event_kind(&self.hook, &self.event, ParcelRef::default())?,

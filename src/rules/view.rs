@@ -455,6 +455,36 @@ pub fn message(
     m.into()
 }
 
+/// The writer's orders on other channels, as `msg.customer_orders`: each an order (see
+/// [`order`]) with `match_confidence` (0.5 a name only, 0.75 name and city, 0.9 name
+/// and postcode, 1.0 the same e-mail address or the order number the buyer gave) and
+/// `match_reason`, best first.
+pub fn with_customer_matches(
+    msg: Dynamic,
+    matches: &[crate::customers::CustomerMatch],
+    now: DateTime<Utc>,
+) -> Dynamic {
+    let Some(mut m) = msg.try_cast::<Map>() else {
+        return Dynamic::UNIT;
+    };
+    let orders: Array = matches
+        .iter()
+        .map(|found| {
+            let view = order(&found.order, now);
+            match view.try_cast::<Map>() {
+                Some(mut o) => {
+                    o.insert("match_confidence".into(), found.confidence.into());
+                    o.insert("match_reason".into(), found.reason.into());
+                    Dynamic::from(o)
+                }
+                None => Dynamic::UNIT,
+            }
+        })
+        .collect();
+    m.insert("customer_orders".into(), orders.into());
+    m.into()
+}
+
 /// The other messages of a message's thread (the same buyer about the same order), as
 /// `msg.thread`: each with `id`, `title`, `received_at`, `intent` and `answered`,
 /// oldest first.

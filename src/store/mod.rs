@@ -414,6 +414,10 @@ pub trait Store: MailStore + Send + Sync {
 
     async fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError>;
 
+    /// The orders (channel, id) indexed under any of `keys` (`customers::index_keys`),
+    /// at most 50 per key.
+    async fn customer_orders(&self, keys: &[String]) -> Result<Vec<(String, String)>, StoreError>;
+
     async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<AuditEntry>, StoreError>;
 
     async fn record_decisions(&self, decisions: &[Decision]) -> Result<(), StoreError>;

@@ -587,6 +587,22 @@ macro_rules! sql_store {
                     .bind(sql::order_body(order)?)
                     .execute(&mut *tx)
                     .await?;
+                    sqlx::query("DELETE FROM customer_keys WHERE channel = $1 AND order_id = $2")
+                        .bind(order.channel.as_str())
+                        .bind(&order.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for key in $crate::customers::index_keys(&order.customer) {
+                        sqlx::query(
+                            "INSERT INTO customer_keys (key, channel, order_id) VALUES ($1, $2, $3)
+                             ON CONFLICT (key, channel, order_id) DO NOTHING",
+                        )
+                        .bind(key)
+                        .bind(order.channel.as_str())
+                        .bind(&order.id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     sqlx::query("DELETE FROM order_items WHERE channel = $1 AND order_id = $2")
                         .bind(order.channel.as_str())
                         .bind(&order.id)
@@ -1266,6 +1282,28 @@ macro_rules! sql_store {
                         detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
                     })
                     .collect())
+            }
+
+            async fn customer_orders(
+                &self,
+                keys: &[String],
+            ) -> Result<Vec<(String, String)>, $crate::store::StoreError> {
+                let mut found: Vec<(String, String)> = Vec::new();
+                for key in keys {
+                    let rows: Vec<(String, String)> = sqlx::query_as(
+                        "SELECT channel, order_id FROM customer_keys WHERE key = $1
+                         ORDER BY channel, order_id LIMIT 50",
+                    )
+                    .bind(key)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    for row in rows {
+                        if !found.contains(&row) {
+                            found.push(row);
+                        }
+                    }
+                }
+                Ok(found)
             }
 
             async fn audit_log(&self, subject: Option<&str>) -> Result<Vec<$crate::store::AuditEntry>, $crate::store::StoreError> {

@@ -964,6 +964,7 @@ fn buyer_message(id: &str, received: DateTime<Utc>, do_not_answer: Option<&str>)
         answered: false,
         mail: crate::model::MailHeaders {
             mailbox: "maildir:/mail".into(),
+            from_name: Some("Jane Doe".into()),
             message_id: Some(format!("{id}@mail.example")),
             references: Vec::new(),
             reply_to: Some("jane@marketplace.amazon.com".into()),
@@ -1136,6 +1137,70 @@ async fn the_clock_flags_unanswered_mail_once_and_only_substantive_replies_stop_
         assert_eq!(
             sla,
             vec!["message:acked", "message:early", "message:late"],
+            "{}",
+            t.label
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn ingest_indexes_the_customer_and_rewrites_the_keys_with_the_order() -> Result<(), StoreError>
+{
+    for t in stores().await {
+        let s = &t.store;
+        let mut shop = order("#10482", OrderStatus::Shipped, t0());
+        shop.channel = SalesChannel::Shopify;
+        shop.customer = crate::model::Customer {
+            email: Some("Elodie.Fournier@example.fr".into()),
+            name: Some("Élodie Fournier".into()),
+            postcode: Some("69002".into()),
+            city: Some("Lyon".into()),
+            country: Some("FR".into()),
+        };
+        s.ingest(
+            "shopify/main",
+            std::slice::from_ref(&shop),
+            Some(t0()),
+            t0(),
+        )
+        .await?;
+        let by_name = s
+            .customer_orders(&["name:elodie fournier".to_owned()])
+            .await?;
+        assert_eq!(
+            by_name,
+            [("shopify".to_owned(), "#10482".to_owned())],
+            "{}",
+            t.label
+        );
+        let by_mail = s
+            .customer_orders(&["email:elodie.fournier@example.fr".to_owned()])
+            .await?;
+        assert_eq!(by_mail.len(), 1, "{}", t.label);
+
+        // A new version under another name drops the old keys.
+        shop.customer.name = Some("Élodie Martin".into());
+        shop.last_update = t0() + Duration::minutes(5);
+        s.ingest(
+            "shopify/main",
+            std::slice::from_ref(&shop),
+            Some(t0()),
+            t0(),
+        )
+        .await?;
+        assert!(
+            s.customer_orders(&["name:elodie fournier".to_owned()])
+                .await?
+                .is_empty(),
+            "{}",
+            t.label
+        );
+        assert_eq!(
+            s.customer_orders(&["name:elodie martin".to_owned()])
+                .await?
+                .len(),
+            1,
             "{}",
             t.label
         );

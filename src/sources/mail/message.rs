@@ -75,6 +75,7 @@ pub fn buyer_message(
         answered: false,
         mail: MailHeaders {
             mailbox: context.mailbox.to_owned(),
+            from_name: mail.from_name.clone(),
             message_id: mail.message_id.clone(),
             references,
             reply_to: understood.relay_address.clone(),
