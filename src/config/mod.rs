@@ -7,6 +7,7 @@
 mod carriers;
 mod locate;
 mod mail;
+mod marketplaces;
 pub mod secret;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,9 @@ use url::Url;
 use crate::schedule::Schedule;
 pub use carriers::{CarrierAccount, CarrierCredentials, CarriersConfig};
 pub use mail::{MailConfig, MailSource, MailboxConfig};
+pub use marketplaces::{
+    Marketplace, MarketplaceAccount, MarketplaceCredentials, SHOPIFY_API_VERSION,
+};
 pub use secret::{SecretRef, SecretResolver};
 
 /// `live` performs actions; `dry-run` plans and records them but sends nothing.
@@ -63,6 +67,12 @@ struct RawConfig {
     carriers: Option<carriers::RawCarriers>,
     #[serde(default)]
     mail: Option<mail::RawMail>,
+    #[serde(default)]
+    shopify: Option<marketplaces::RawMarketplace>,
+    #[serde(default)]
+    ebay: Option<marketplaces::RawMarketplace>,
+    #[serde(default)]
+    walmart: Option<marketplaces::RawMarketplace>,
     #[serde(default)]
     channels: BTreeMap<String, RawChannel>,
     /// Most actions of each kind per UTC day, all rules together.
@@ -286,6 +296,8 @@ pub struct Config {
     pub carriers: Option<CarriersConfig>,
     /// The seller mailboxes buyer mail is read from; `None` when the section is absent.
     pub mail: Option<MailConfig>,
+    /// The seller's accounts on Shopify, eBay and Walmart.
+    pub marketplaces: Vec<MarketplaceAccount>,
     pub channels: BTreeMap<String, ChannelConfig>,
     /// Most actions of each kind per UTC day, all rules together.
     pub caps: BTreeMap<String, u32>,
@@ -968,6 +980,22 @@ impl Validator {
             None => None,
         };
 
+        let mut marketplace_names = BTreeSet::new();
+        let mut marketplaces = Vec::new();
+        for (marketplace, section) in [
+            (Marketplace::Shopify, raw.shopify),
+            (Marketplace::Ebay, raw.ebay),
+            (Marketplace::Walmart, raw.walmart),
+        ] {
+            if let Some(section) = section {
+                marketplaces.extend(self.marketplace(
+                    marketplace,
+                    section,
+                    &base,
+                    &mut marketplace_names,
+                ));
+            }
+        }
         let account_names: Vec<String> = amazon.iter().map(|a| a.name.clone()).collect();
         let mail = match raw.mail {
             Some(section) => Some(self.mail(section, &base, &account_names)?),
@@ -989,6 +1017,7 @@ impl Validator {
             amazon,
             carriers,
             mail,
+            marketplaces,
             channels,
             caps,
             schedules,

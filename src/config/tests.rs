@@ -160,3 +160,90 @@ fn postgres_password_is_hidden_in_debug_and_display() {
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("REDACTED"), "{shown}");
 }
+
+#[test]
+fn marketplace_and_mail_sections_report_every_error_with_its_line() {
+    let text = format!(
+        "{MINIMAL}\
+shopify:
+  accounts:
+    - name: shop
+      shop: ridgeline.coffee
+      access_token: env:SHOPIFY_TOKEN
+      client_id: nope
+ebay:
+  accounts:
+    - name: ebay-us
+      client_id: app
+      client_secret: env:EBAY_SECRET
+walmart:
+  accounts:
+    - name: walmart-us
+      client_id: app
+      client_secret: env:WALMART_SECRET
+      page_size: 500
+mail:
+  mailboxes:
+    - account: nowhere
+      address: not-an-address
+      imap: {{ host: imap.example.com, security: plain, user: u, password: env:P }}
+"
+    );
+    let errors = parse(&text).err().map(|e| e.0).unwrap_or_default();
+    let found: Vec<(Option<usize>, &str)> =
+        errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+    for expected in [
+        (Some(8), "shopify.accounts[0].shop"),
+        (Some(10), "shopify.accounts[0].client_id"),
+        (Some(13), "ebay.accounts[0]"),
+        (Some(21), "walmart.accounts[0].page_size"),
+        (Some(24), "mail.mailboxes[0].account"),
+        (Some(25), "mail.mailboxes[0].address"),
+        (Some(26), "mail.mailboxes[0].imap.security"),
+    ] {
+        assert!(
+            found.contains(&expected)
+                || found
+                    .iter()
+                    .any(|(line, key)| *line == expected.0 && key.starts_with(expected.1)),
+            "{expected:?} not in {found:?}"
+        );
+    }
+}
+
+#[test]
+fn marketplace_accounts_are_built_with_their_defaults() {
+    let text = format!(
+        "{MINIMAL}\
+shopify:
+  accounts:
+    - name: shop
+      shop: ridgeline-coffee
+      access_token: env:SHOPIFY_TOKEN
+walmart:
+  accounts:
+    - name: walmart-us
+      client_id: app
+      client_secret: env:WALMART_SECRET
+"
+    );
+    let config = match parse(&text) {
+        Ok(c) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(config.marketplaces.len(), 2);
+    let shop = &config.marketplaces[0];
+    assert_eq!(
+        shop.base_url.as_str(),
+        "https://ridgeline-coffee.myshopify.com/"
+    );
+    assert!(matches!(
+        &shop.credentials,
+        MarketplaceCredentials::Shopify { api_version, .. } if api_version == SHOPIFY_API_VERSION
+    ));
+    assert_eq!(
+        config.marketplaces[1].base_url.as_str(),
+        "https://marketplace.walmartapis.com/"
+    );
+    assert_eq!(config.marketplaces[1].page_size, 100);
+}
