@@ -2,7 +2,8 @@
 //! defence or a chargeback: status history, buyer messages sent (with when and what
 //! type), tracking history, refunds and cancellations with their outcomes, who
 //! approved what. Built from what the store recorded; it reads, never writes.
-//! Message texts are not kept in the store, so the timeline shows types and templates.
+//! Buyer mail about the order is shown with the replies sent (template, whether it
+//! stopped the 24-hour clock, Message-ID); the copies themselves stay in the store.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -76,8 +77,65 @@ pub async fn timeline(
             outcome: None,
         });
     }
-    let audit = store.audit_log(Some(subject.as_str())).await?;
-    for row in store.outbox_for(subject.as_str()).await? {
+    // The buyer's messages about the order, what nightdesk answered, and the actions
+    // asked for them (their subject is the message, not the order).
+    let mut subjects = vec![subject.to_string()];
+    for message in store.buyer_messages(Some(order_id)).await? {
+        let unanswerable = message
+            .mail
+            .do_not_answer
+            .as_deref()
+            .map(|why| format!(", not to be answered: {why}"))
+            .unwrap_or_default();
+        entries.push(Entry {
+            at: message.received_at,
+            kind: "message".into(),
+            summary: format!(
+                "buyer wrote \"{}\" (intent {}, language {}{unanswerable})",
+                message.subject,
+                message.intent.as_deref().unwrap_or("?"),
+                message.language.as_deref().unwrap_or("?"),
+            ),
+            outcome: None,
+        });
+        for reply in store.sent_replies(Some(&message.id)).await? {
+            entries.push(Entry {
+                at: reply.sent_at,
+                kind: "message".into(),
+                summary: format!(
+                    "reply sent (template {}, {}), Message-ID <{}>",
+                    reply.template,
+                    if reply.substantive {
+                        "substantive: stops the 24-hour clock"
+                    } else {
+                        "acknowledgement: the clock runs on"
+                    },
+                    reply.message_id
+                ),
+                outcome: Some("done".into()),
+            });
+        }
+        subjects.push(message.subject_key().to_string());
+    }
+    for subject in &subjects {
+        outbox_entries(store, subject, &mut entries).await?;
+    }
+    entries.sort_by_key(|e| e.at);
+    Ok(Timeline {
+        subject: subject.to_string(),
+        order,
+        entries,
+    })
+}
+
+/// The actions asked for `subject`, with their attempts and decisions.
+async fn outbox_entries(
+    store: &dyn Store,
+    subject: &str,
+    entries: &mut Vec<Entry>,
+) -> Result<(), StoreError> {
+    let audit = store.audit_log(Some(subject)).await?;
+    for row in store.outbox_for(subject).await? {
         let request: Option<ActionRequest> = serde_json::from_value(row.payload.clone()).ok();
         let (kind, what) = match &request {
             Some(ActionRequest::NotifyBuyer {
@@ -184,12 +242,7 @@ pub async fn timeline(
             });
         }
     }
-    entries.sort_by_key(|e| e.at);
-    Ok(Timeline {
-        subject: subject.to_string(),
-        order,
-        entries,
-    })
+    Ok(())
 }
 
 /// ` <carrier> <number>`, or nothing for events stored before parcels were named.

@@ -436,6 +436,5 @@ mod tests {
                 "case {i}: {writer:?}"
             );
         }
-        assert!(ANSWERABLE > SHOWN);
     }
 }

@@ -123,7 +123,7 @@ fn demo_once_holds_a_refund_that_an_approval_then_executes_against_the_sandbox()
     let stdout = text(&first.stdout);
     assert!(first.status.success(), "{stdout}{}", text(&first.stderr));
     assert!(
-        stdout.contains("Chat messages received by the sandbox's Slack webhook (3):"),
+        stdout.contains("Chat messages received by the sandbox's Slack webhook (4):"),
         "{stdout}"
     );
     // FBA tracking: the lost parcel of an Amazon order, and the web-shop parcel in customs;
@@ -288,11 +288,11 @@ fn demo_once_answers_the_relay_mails_and_shows_what_the_smtp_receiver_got() {
     let db = dir.path().join("demo.db");
     let stdout = demo_once(&db);
     assert!(
-        stdout.contains("Mail:    4 new buyer mail(s), 3 to answer, 1 never to be answered"),
+        stdout.contains("Mail:    5 new buyer mail(s), 4 to answer, 1 never to be answered"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Replies received by the sandbox's SMTP server (3):"),
+        stdout.contains("Replies received by the sandbox's SMTP server (4):"),
         "{stdout}"
     );
     // Pending for 9 days: the advice, in English.
@@ -303,11 +303,56 @@ fn demo_once_answers_the_relay_mails_and_shows_what_the_smtp_receiver_got() {
     assert!(parcel.contains("9400111206206406260787"), "{parcel}");
     assert!(parcel.contains("Mit freundlichen Grüßen"), "{parcel}");
     // An order this seller never had: the ghost-order request, in French.
-    let ghost = reply_block(&stdout, "Re: Je ne trouve pas ma commande");
-    assert!(ghost.contains("114-0000000-0001234"), "{ghost}");
+    let french = reply_blocks(&stdout, "Re: Je ne trouve pas ma commande");
+    assert_eq!(french.len(), 2, "{stdout}");
+    let Some(ghost) = french.iter().find(|b| b.contains("114-0000000-0001234")) else {
+        panic!("no ghost-order request: {stdout}")
+    };
     assert!(ghost.contains("Cordialement"), "{ghost}");
+    // Then she quotes the number of her order in the seller's Shopify store: found on
+    // that channel (polled beside Amazon, eBay and Walmart) and answered with its status.
+    for marketplace in ["shopify/shop", "ebay/ebay-us", "walmart/walmart-us"] {
+        assert!(
+            stdout.contains(&format!("Poll {marketplace}: fetched")),
+            "{stdout}"
+        );
+    }
+    assert!(
+        french
+            .iter()
+            .any(|b| b.contains("il s'agit de la commande #10482")
+                && b.contains("boutique en ligne")),
+        "{stdout}"
+    );
+    // A name alone matched the same order too: ops hear of it, the order is not shown.
+    assert!(
+        stdout.contains("shopify order #10482 may be theirs (same name only)"),
+        "{stdout}"
+    );
     // The out-of-office answer is never answered.
     assert!(!stdout.contains("Re: Automatic reply"), "{stdout}");
+    // The order's evidence shows the buyer's mail and the reply that answered it.
+    let audit = nightdesk(
+        &[
+            "audit",
+            "113-4829301-5520617",
+            "--db",
+            &db.to_string_lossy(),
+        ],
+        repo(),
+    );
+    let timeline = text(&audit.stdout);
+    assert!(audit.status.success(), "{timeline}{}", text(&audit.stderr));
+    assert!(
+        timeline.contains("buyer wrote \"Order 113-4829301-5520617 still pending?\" (intent"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains(
+            "reply sent (template pending_over_7_days, substantive: stops the 24-hour clock)"
+        ),
+        "{timeline}"
+    );
 
     // A second run reads the mailbox again and answers nothing twice.
     let stdout = demo_once(&db);
@@ -319,15 +364,26 @@ fn demo_once_answers_the_relay_mails_and_shows_what_the_smtp_receiver_got() {
 
 /// The lines of the reply with `subject` the demo printed from its SMTP receiver.
 fn reply_block(stdout: &str, subject: &str) -> String {
-    let Some(start) = stdout.find(&format!("]: {subject}")) else {
-        panic!("no reply {subject:?} in: {stdout}");
-    };
-    stdout[start..]
-        .lines()
-        .skip(1)
-        .take_while(|l| l.starts_with("    | "))
-        .collect::<Vec<_>>()
-        .join("\n")
+    match reply_blocks(stdout, subject).into_iter().next() {
+        Some(block) => block,
+        None => panic!("no reply {subject:?} in: {stdout}"),
+    }
+}
+
+/// The lines of every reply with `subject`, in the order printed.
+fn reply_blocks(stdout: &str, subject: &str) -> Vec<String> {
+    let header = format!("]: {subject}\n");
+    stdout
+        .match_indices(&header)
+        .map(|(start, _)| {
+            stdout[start..]
+                .lines()
+                .skip(1)
+                .take_while(|l| l.starts_with("    | "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
 }
 
 /// The lines of the sandbox buyer message of `kind` for `order`, as the demo prints it.

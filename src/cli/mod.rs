@@ -437,6 +437,7 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
         amazon: Some(sandbox_url("/")?),
         lwa: Some(sandbox_url("/auth/o2/token")?),
         carriers: Some(sandbox_url("/")?),
+        marketplaces: Some(sandbox_url("/")?),
     };
     // The demo config names env: references; answer them here instead of the environment.
     let secrets = SecretResolver::from_env()
@@ -460,6 +461,19 @@ async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, Cli
         .with_override("NIGHTDESK_DEMO_DHL_KEY", "sandbox-dhl-api-key")
         .with_override("NIGHTDESK_DEMO_DPD_PASSWORD", "sandbox-dpd-password")
         .with_override("NIGHTDESK_DEMO_SMTP_URL", smtp.url())
+        .with_override("NIGHTDESK_DEMO_EBAY_SECRET", "sandbox-ebay-client-secret")
+        .with_override(
+            "NIGHTDESK_DEMO_EBAY_REFRESH_TOKEN",
+            "sandbox-ebay-refresh-token",
+        )
+        .with_override(
+            "NIGHTDESK_DEMO_WALMART_SECRET",
+            "sandbox-walmart-client-secret",
+        )
+        .with_override(
+            "NIGHTDESK_DEMO_SHOPIFY_TOKEN",
+            crate::sandbox::marketplaces::shopify::SANDBOX_ACCESS_TOKEN,
+        )
         .with_override(
             "NIGHTDESK_DEMO_SLACK_WEBHOOK",
             format!("{base}/hooks/slack/services/T0DEMO/B0DEMO/demo"),

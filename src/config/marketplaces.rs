@@ -84,7 +84,9 @@ impl Marketplace {
     /// The production host, and the largest page the API allows.
     fn defaults(self) -> (&'static str, u32) {
         match self {
-            Marketplace::Shopify => ("https://{shop}.myshopify.com", 250),
+            // A page of orders with 50 line items each costs about 54 points per order,
+            // and no single query may cost more than 1,000.
+            Marketplace::Shopify => ("https://{shop}.myshopify.com", 18),
             Marketplace::Ebay => ("https://api.ebay.com", 200),
             Marketplace::Walmart => ("https://marketplace.walmartapis.com", 200),
         }
@@ -255,7 +257,10 @@ impl Validator {
             &format!("{key}.schedule"),
             raw.schedule.as_deref().unwrap_or("*/5 * * * *"),
         );
-        let page_size = raw.page_size.unwrap_or(max_page.min(100));
+        let page_size = raw.page_size.unwrap_or(match marketplace {
+            Marketplace::Shopify => 10,
+            Marketplace::Ebay | Marketplace::Walmart => 100,
+        });
         if page_size == 0 || page_size > max_page {
             self.error(
                 &format!("{key}.page_size"),

@@ -72,6 +72,9 @@ pub struct Endpoints {
     /// Where every carrier lives, each under its own path (`<url>/ups`, `<url>/fedex`…):
     /// the sandbox. Overrides the carriers' `base_url`s.
     pub carriers: Option<Url>,
+    /// Where Shopify, eBay and Walmart live, each under its own path (`<url>/shopify`,
+    /// `<url>/ebay`, `<url>/walmart`): the sandbox. Overrides their `base_url`s.
+    pub marketplaces: Option<Url>,
 }
 
 /// Everything the daemon is built from.
@@ -243,6 +246,92 @@ impl Daemon {
             }
         }
 
+        let mut marketplace_sources: Vec<Arc<dyn OrderSource>> = Vec::new();
+        for account in &config.marketplaces {
+            let base_url = match &endpoints.marketplaces {
+                Some(url) => url
+                    .join(&format!("{}/", account.marketplace.as_str()))
+                    .unwrap_or_else(|_| url.clone()),
+                None => account.base_url.clone(),
+            };
+            let key = format!("{}.accounts", account.marketplace.as_str());
+            match &account.credentials {
+                crate::config::MarketplaceCredentials::Shopify {
+                    shop,
+                    api_version,
+                    access_token,
+                } => {
+                    let Some(token) = resolve(format!("{key}.access_token"), access_token) else {
+                        continue;
+                    };
+                    let mut settings = crate::sources::shopify::ShopifySettings::new(
+                        shop,
+                        base_url,
+                        token,
+                        &account.name,
+                        account.schedule.clone(),
+                    );
+                    settings.api_version.clone_from(api_version);
+                    settings.page_size = account.page_size;
+                    let source = crate::sources::shopify::ShopifySource::new(
+                        settings,
+                        clock.clone(),
+                        retry,
+                    )?;
+                    marketplace_sources.push(Arc::new(source));
+                }
+                crate::config::MarketplaceCredentials::Ebay {
+                    client_id,
+                    client_secret,
+                    refresh_token,
+                } => {
+                    let secret = resolve(format!("{key}.client_secret"), client_secret);
+                    let refresh = resolve(format!("{key}.refresh_token"), refresh_token);
+                    let (Some(client_secret), Some(refresh_token)) = (secret, refresh) else {
+                        continue;
+                    };
+                    let settings = crate::sources::ebay::EbaySettings {
+                        base_url,
+                        client_id: client_id.clone(),
+                        client_secret,
+                        refresh_token,
+                        account: account.name.clone(),
+                        schedule: account.schedule.clone(),
+                        page_size: account.page_size,
+                        window: sources::WindowPolicy::default(),
+                    };
+                    let source =
+                        crate::sources::ebay::EbaySource::new(settings, clock.clone(), retry)?;
+                    marketplace_sources.push(Arc::new(source));
+                }
+                crate::config::MarketplaceCredentials::Walmart {
+                    client_id,
+                    client_secret,
+                } => {
+                    let Some(client_secret) =
+                        resolve(format!("{key}.client_secret"), client_secret)
+                    else {
+                        continue;
+                    };
+                    let settings = crate::sources::walmart::WalmartSettings {
+                        base_url,
+                        client_id: client_id.clone(),
+                        client_secret,
+                        account: account.name.clone(),
+                        schedule: account.schedule.clone(),
+                        page_size: account.page_size,
+                        service_name: "nightdesk".to_owned(),
+                    };
+                    let source = crate::sources::walmart::WalmartSource::new(
+                        settings,
+                        clock.clone(),
+                        retry,
+                    )?;
+                    marketplace_sources.push(Arc::new(source));
+                }
+            }
+        }
+
         let mut mail_secrets = Vec::new();
         for (i, mailbox) in config
             .mail
@@ -339,6 +428,7 @@ impl Daemon {
             None => None,
         };
 
+        sources.extend(marketplace_sources);
         let (inboxes, replies) =
             mail::inboxes(&config, mail_secrets, templates.clone()).map_err(BuildError::Mailbox)?;
 

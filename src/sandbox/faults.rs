@@ -270,6 +270,12 @@ fn error_response(operation: &Operation, status: StatusCode, fault: &Fault) -> R
         }
         Operation::Chat(kind) => chat::fault_response(kind, status, fault.retry_after),
         Operation::Carrier(name) => carriers::fault_response(name, status, fault.retry_after),
+        Operation::Marketplace(name) if name.starts_with("walmart.") => {
+            super::marketplaces::walmart::fault_response(name, status, fault.retry_after)
+        }
+        Operation::Marketplace(name) if name.starts_with("ebay.") => {
+            super::marketplaces::ebay::fault_response(status)
+        }
         Operation::Storage(_) => feeds::storage_fault(status),
         // SP-API operations, and anything unknown under its paths.
         _ => {

@@ -31,8 +31,10 @@ const SECRET_FIELDS: [&str; 5] = [
 const SECRET_QUERY: [&str; 3] = ["x-amz-signature", "key", "token"];
 
 /// Headers whose values never reach the journal (their presence does).
-const SECRET_HEADERS: [&str; 7] = [
+const SECRET_HEADERS: [&str; 9] = [
     "dhl-api-key",
+    "wm_sec.access_token",
+    "x-shopify-access-token",
     "x-amz-access-token",
     "authorization",
     "cookie",

@@ -29,6 +29,7 @@ mod feeds;
 mod fulfillment;
 mod journal;
 mod lwa;
+pub mod marketplaces;
 mod messaging;
 mod plans;
 mod scenario;
@@ -204,6 +205,9 @@ impl Sandbox {
             feeds: Mutex::new(feeds::FeedStore::default()),
             chat: Mutex::new(chat::ChatLog::default()),
             carriers: Mutex::new(carriers::CarrierState::new(scenario.carriers)),
+            shopify: Mutex::new(marketplaces::shopify::ShopifyState::new(scenario.shopify)),
+            ebay: Mutex::new(marketplaces::ebay::EbayState::new(scenario.ebay)),
+            walmart: Mutex::new(marketplaces::walmart::WalmartState::new(scenario.walmart)),
             webhook_secret,
             base_url: base_url_of(addr),
             journal,
@@ -651,6 +655,10 @@ struct Shared {
     chat: Mutex<chat::ChatLog>,
     /// The carriers' parcels and issued tokens.
     carriers: Mutex<carriers::CarrierState>,
+    /// The other marketplaces' orders, tokens and what their APIs were asked to do.
+    shopify: Mutex<marketplaces::shopify::ShopifyState>,
+    ebay: Mutex<marketplaces::ebay::EbayState>,
+    walmart: Mutex<marketplaces::walmart::WalmartState>,
     /// The HMAC key of the signed webhook receiver.
     webhook_secret: String,
     journal: journal::Journal,
@@ -700,6 +708,8 @@ enum Operation {
     Chat(String),
     /// A carrier's API: `ups.track`, `fedex.token`, `dpd.login`, …
     Carrier(&'static str),
+    /// Another marketplace's API: `shopify.graphql`, `ebay.getOrders`, `walmart.token`, …
+    Marketplace(&'static str),
     Unknown,
 }
 
@@ -742,6 +752,10 @@ impl Operation {
             ("GET", ["_sandbox", "documents", id]) if !id.is_empty() => {
                 Operation::Storage(feeds::DOWNLOAD_FEED_DOCUMENT)
             }
+            (_, [prefix, rest @ ..]) if marketplaces::PREFIXES.contains(prefix) => {
+                marketplaces::classify(method, prefix, rest)
+                    .map_or(Operation::Unknown, Operation::Marketplace)
+            }
             (_, [carrier, rest @ ..]) if carriers::CARRIERS.contains(carrier) => {
                 carriers::classify(method, carrier, rest)
                     .map_or(Operation::Unknown, Operation::Carrier)
@@ -757,9 +771,10 @@ impl Operation {
 
     fn name(&self) -> String {
         match self {
-            Operation::SpApi(name) | Operation::Storage(name) | Operation::Carrier(name) => {
-                (*name).to_owned()
-            }
+            Operation::SpApi(name)
+            | Operation::Storage(name)
+            | Operation::Carrier(name)
+            | Operation::Marketplace(name) => (*name).to_owned(),
             Operation::LwaToken => "lwa.token".to_owned(),
             Operation::Chat(kind) => format!("chat.{kind}"),
             Operation::Unknown => "unknown".to_owned(),

@@ -39,6 +39,12 @@ pub struct Scenario {
     /// Buyer mails the relay delivers to the seller's mailbox (the demo writes them
     /// into a Maildir).
     pub buyer_mail: Vec<super::buyer_mail::ScenarioMail>,
+    /// Shopify's orders (Admin GraphQL).
+    pub shopify: super::marketplaces::shopify::ShopifyScenario,
+    /// eBay's orders (Sell Fulfillment).
+    pub ebay: super::marketplaces::ebay::EbayScenario,
+    /// Walmart's orders (Marketplace Orders).
+    pub walmart: super::marketplaces::walmart::WalmartScenario,
 }
 
 impl Scenario {
@@ -100,6 +106,13 @@ impl Scenario {
         }
         super::scenario_fba::validate_all(&amazon.fulfillment_orders)?;
         self.carriers.validate()?;
+        self.shopify
+            .validate()
+            .map_err(|e| format!("shopify: {e}"))?;
+        self.ebay.validate().map_err(|e| format!("ebay: {e}"))?;
+        self.walmart
+            .validate()
+            .map_err(|e| format!("walmart: {e}"))?;
         let mut seen = std::collections::HashSet::new();
         for (index, order) in amazon.orders.iter().enumerate() {
             order
@@ -127,6 +140,9 @@ impl Scenario {
             fulfillment.pin_times(now);
         }
         self.carriers.pin_times(now);
+        self.shopify.pin_times(now);
+        self.ebay.pin_times(now);
+        self.walmart.pin_times(now);
     }
 }
 

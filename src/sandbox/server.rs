@@ -24,7 +24,7 @@ use super::{
 const MAX_BODY: usize = 1 << 20;
 
 pub(super) fn router(state: Arc<Shared>) -> Router {
-    carriers::routes(Router::new())
+    super::marketplaces::routes(carriers::routes(Router::new()))
         .route("/auth/o2/token", post(lwa::token))
         // The official Java samples spell it with a capital O.
         .route("/auth/O2/token", post(lwa::token))

@@ -16,7 +16,10 @@
 
 pub mod amazon;
 pub mod carriers;
+pub mod ebay;
 pub mod mail;
+pub mod shopify;
+pub mod walmart;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};

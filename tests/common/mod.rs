@@ -171,6 +171,7 @@ impl Harness {
             amazon: parse(format!("{base}/")),
             lwa: parse(format!("{base}/auth/o2/token")),
             carriers: parse(format!("{base}/")),
+            marketplaces: parse(format!("{base}/")),
         }
     }
 

@@ -1,4 +1,4 @@
-//! OpenAPI 3 contracts (the carriers' `specs/carriers/*`, JSON or YAML): validate a
+//! OpenAPI 3 contracts (`specs/carriers/*`, `specs/ebay`, `specs/walmart`; JSON or YAML): validate a
 //! response body against a schema of `components/schemas`, with `jsonschema`.
 //! Use from a test file with `#[path = "common/openapi.rs"] mod openapi;`.
 #![allow(dead_code)]
@@ -15,7 +15,12 @@ impl OpenApi {
     /// `specs/carriers/<relative>` under the crate root. Panics (failing the test, never
     /// passing it) when the contract is missing or unreadable.
     pub fn load(relative: &str) -> OpenApi {
-        let path = format!("{}/specs/carriers/{relative}", env!("CARGO_MANIFEST_DIR"));
+        Self::load_spec(&format!("carriers/{relative}"))
+    }
+
+    /// `specs/<relative>` under the crate root (`ebay/sell_fulfillment_v1_oas3.yaml`).
+    pub fn load_spec(relative: &str) -> OpenApi {
+        let path = format!("{}/specs/{relative}", env!("CARGO_MANIFEST_DIR"));
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) => panic!("cannot read the contract {path}: {e}"),
