@@ -206,7 +206,17 @@ impl SmtpReplySender {
     /// ([`UpstreamError::may_have_acted`]; see the module doc): never send it again then.
     pub async fn send(&self, reply: &OutgoingReply) -> Result<serde_json::Value, UpstreamError> {
         let message = self.message(reply)?;
-        let response = self.server.send(&message).await?;
+        self.send_message(reply, &message).await
+    }
+
+    /// Send `message`, built from `reply` by [`SmtpReplySender::message`], once: for a
+    /// caller that keeps a copy of exactly what went out.
+    pub async fn send_message(
+        &self,
+        reply: &OutgoingReply,
+        message: &Message,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let response = self.server.send(message).await?;
         Ok(json!({
             "message_id": format!("<{}>", own_message_id(&reply.message_id).unwrap_or_default()),
             "to_domain": domain_of(&reply.to),

@@ -162,14 +162,15 @@ impl ReplyExecutor {
             message_id: reply_message_id(&attempt.claim.idempotency_key, &replier.address),
             language: Some(language.clone()),
         };
-        let copy = sender
+        // Built once: the copy kept is the mail sent, Date header and all.
+        let mail = sender
             .message(&reply)
-            .map_err(ActionError::upstream("build reply"))?
-            .formatted();
+            .map_err(ActionError::upstream("build reply"))?;
+        let copy = mail.formatted();
         attempt
             .record(SENDING, serde_json::json!(attempt.claim.attempt))
             .await?;
-        match sender.send(&reply).await {
+        match sender.send_message(&reply, &mail).await {
             Ok(receipt) => {
                 let sent_at = attempt.now;
                 attempt
