@@ -160,6 +160,10 @@ impl Daemon {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => continue,
                 }
             }
+            // Mail is read by the instance that holds the mail lease; the others only wait.
+            if !self.leases.ensure(super::MAIL_LEASE).await {
+                continue;
+            }
             let read = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 read = self.read_mailbox(inbox) => read,

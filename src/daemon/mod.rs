@@ -38,7 +38,10 @@ use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
 
+mod leases;
 mod mail;
+
+pub use leases::LEASE_TTL;
 
 /// A carrier's base URL under the sandbox (or any single host serving all carriers).
 fn carrier_base(url: &Url, carrier: Carrier) -> Url {
@@ -156,6 +159,11 @@ pub struct Daemon {
     approval_token: Option<secrecy::SecretString>,
     /// Sources whose credentials were refused, and when they were last tried.
     halted: std::sync::Mutex<HashMap<String, Halted>>,
+    /// This instance's leases on scheduled work (several instances on one database).
+    leases: leases::LeaseKeeper,
+    /// When the scheduler or the executor last came round (epoch ms): the service
+    /// watchdog pings only while this moves.
+    heartbeat: std::sync::atomic::AtomicI64,
 }
 
 /// A source stopped because its credentials were refused.
@@ -168,6 +176,13 @@ struct Halted {
 /// How often a source with refused credentials is quietly tried again (one LWA call):
 /// a person fixing the grant should not need a restart.
 const CREDENTIAL_RETRY: Duration = Duration::hours(1);
+
+/// Leases of the scheduled tasks other than the polls (`poll/<source key>`) and the
+/// named schedules (`schedule/<name>`).
+const SWEEP_LEASE: &str = "sweep";
+const TRACK_LEASE: &str = "track";
+const MAIL_LEASE: &str = "mail";
+const SUMMARY_LEASE: &str = "summary";
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -247,6 +262,8 @@ impl Daemon {
         }
 
         let mut marketplace_sources: Vec<Arc<dyn OrderSource>> = Vec::new();
+        let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
+            HashMap::new();
         for account in &config.marketplaces {
             let base_url = match &endpoints.marketplaces {
                 Some(url) => url
@@ -278,6 +295,10 @@ impl Daemon {
                         clock.clone(),
                         retry,
                     )?;
+                    actions.insert(
+                        source.key().to_owned(),
+                        Arc::new(crate::executors::shopify::ShopifyExecutor::new(&source)),
+                    );
                     marketplace_sources.push(Arc::new(source));
                 }
                 crate::config::MarketplaceCredentials::Ebay {
@@ -302,6 +323,10 @@ impl Daemon {
                     };
                     let source =
                         crate::sources::ebay::EbaySource::new(settings, clock.clone(), retry)?;
+                    actions.insert(
+                        source.key().to_owned(),
+                        Arc::new(crate::executors::ebay::EbayExecutor::new(&source)),
+                    );
                     marketplace_sources.push(Arc::new(source));
                 }
                 crate::config::MarketplaceCredentials::Walmart {
@@ -327,6 +352,10 @@ impl Daemon {
                         clock.clone(),
                         retry,
                     )?;
+                    actions.insert(
+                        source.key().to_owned(),
+                        Arc::new(crate::executors::walmart::WalmartExecutor::new(&source)),
+                    );
                     marketplace_sources.push(Arc::new(source));
                 }
             }
@@ -378,8 +407,6 @@ impl Daemon {
         let (rule_set, templates) =
             checked_rules(&engine, &config.rules.dir).map_err(BuildError::Rules)?;
         let templates = Arc::new(ArcSwap::from_pointee(templates));
-        let mut actions: HashMap<String, Arc<dyn crate::executors::ActionExecutor>> =
-            HashMap::new();
         let mut fulfillment = HashMap::new();
         let mut packages = HashMap::new();
         for settings in pending_sources {
@@ -452,12 +479,41 @@ impl Daemon {
             routes,
             clock.clone(),
             config.executor,
-            instance,
+            instance.clone(),
         )
         .with_ops_channel(config.rules.alert_channel.clone())
         .with_actions(actions)
         .with_replies(replies);
+        let mut lease_names: Vec<String> = sources
+            .iter()
+            .map(|s| format!("poll/{}", s.key()))
+            .collect();
+        lease_names.push(SWEEP_LEASE.to_owned());
+        if config.carriers.is_some() {
+            lease_names.push(TRACK_LEASE.to_owned());
+        }
+        if config.mail.is_some() {
+            lease_names.push(MAIL_LEASE.to_owned());
+        }
+        if config.summary.is_some() {
+            lease_names.push(SUMMARY_LEASE.to_owned());
+        }
+        lease_names.extend(
+            config
+                .schedules
+                .iter()
+                .map(|(name, _)| format!("schedule/{name}")),
+        );
+        let leases = leases::LeaseKeeper::new(
+            store.clone(),
+            clock.clone(),
+            &instance,
+            leases::LEASE_TTL,
+            lease_names,
+        );
         Ok(Daemon {
+            leases,
+            heartbeat: std::sync::atomic::AtomicI64::new(0),
             config,
             store,
             clock,
@@ -1374,13 +1430,21 @@ impl Daemon {
     /// action in flight, and return.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) -> Result<(), DaemonError> {
         let tasks = TaskTracker::new();
+        // Take the free leases before the tasks start, so each runs at once where it may.
+        self.leases.renew_all(false).await;
+        {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { daemon.leases.keep(&shutdown).await });
+        }
         for source in self.sources.clone() {
             let daemon = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 let schedule = source.schedule().clone();
+                let lease = format!("poll/{}", source.key());
                 daemon
-                    .every(&schedule, &shutdown, true, || async {
+                    .every(&schedule, &shutdown, true, &lease, || async {
                         // An interrupted poll commits nothing; the window is read again.
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
@@ -1401,7 +1465,7 @@ impl Daemon {
             tasks.spawn(async move {
                 let schedule = daemon.config.sweep.schedule.clone();
                 daemon
-                    .every(&schedule, &shutdown, true, || async {
+                    .every(&schedule, &shutdown, true, SWEEP_LEASE, || async {
                         if let Err(e) = daemon.sweep().await {
                             tracing::error!(error = %e, "Sweep failed.");
                         }
@@ -1414,7 +1478,7 @@ impl Daemon {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 daemon
-                    .every(&section.schedule, &shutdown, true, || async {
+                    .every(&section.schedule, &shutdown, true, TRACK_LEASE, || async {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             result = daemon.track_parcels() => match result {
@@ -1440,7 +1504,7 @@ impl Daemon {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 daemon
-                    .every(&section.schedule, &shutdown, true, || async {
+                    .every(&section.schedule, &shutdown, true, MAIL_LEASE, || async {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             result = daemon.read_mail() => {
@@ -1469,11 +1533,17 @@ impl Daemon {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 daemon
-                    .every(&summary.schedule, &shutdown, false, || async {
-                        if let Err(e) = daemon.send_summary().await {
-                            tracing::error!(error = %e, "Morning summary failed.");
-                        }
-                    })
+                    .every(
+                        &summary.schedule,
+                        &shutdown,
+                        false,
+                        SUMMARY_LEASE,
+                        || async {
+                            if let Err(e) = daemon.send_summary().await {
+                                tracing::error!(error = %e, "Morning summary failed.");
+                            }
+                        },
+                    )
                     .await;
             });
         }
@@ -1482,8 +1552,9 @@ impl Daemon {
             let shutdown = shutdown.clone();
             tasks.spawn(async move {
                 // A named schedule fires on its times only, not at start.
+                let lease = format!("schedule/{name}");
                 daemon
-                    .every(&schedule, &shutdown, false, || async {
+                    .every(&schedule, &shutdown, false, &lease, || async {
                         if let Err(e) = daemon.fire_schedule(&name).await {
                             tracing::error!(schedule = %name, error = %e, "Schedule failed.");
                         }
@@ -1512,6 +1583,7 @@ impl Daemon {
                 "Shutdown took longer than 30 s; unfinished work is recovered at the next start."
             );
         }
+        self.leases.release().await;
         Ok(())
     }
 
@@ -1557,23 +1629,27 @@ impl Daemon {
         })
     }
 
-    /// Run `work` (now, if `at_start`, and) at every fire of `schedule`, until shutdown.
+    /// Run `work` (now, if `at_start`, and) at every fire of `schedule`, until shutdown,
+    /// whenever this instance holds `lease`. A task that runs at start (a poll) also
+    /// runs as soon as its lease is taken over from an instance that died.
     async fn every<F, Fut>(
         &self,
         schedule: &Schedule,
         shutdown: &CancellationToken,
         at_start: bool,
+        lease: &str,
         mut work: F,
     ) where
         F: FnMut() -> Fut,
         Fut: Future<Output = ()>,
     {
-        let mut first = true;
+        let taken_over = self.leases.taken_over(lease);
+        let mut due = at_start;
         loop {
-            if at_start || !first {
+            if due && self.leases.ensure(lease).await {
                 work().await;
             }
-            first = false;
+            self.beat();
             let now = self.clock.now();
             let Some(next) = schedule.next_after(now) else {
                 return;
@@ -1581,14 +1657,41 @@ impl Daemon {
             let wait = (next - now).to_std().unwrap_or(StdDuration::ZERO);
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(wait) => due = true,
+                _ = taken_over.notified() => due = at_start,
             }
         }
+    }
+
+    /// Note that the scheduler came round.
+    fn beat(&self) {
+        self.heartbeat.store(
+            self.clock.now().timestamp_millis(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// When the scheduler or the executor last came round: a service watchdog pings
+    /// only while this keeps moving.
+    pub fn heartbeat(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.heartbeat.load(std::sync::atomic::Ordering::Relaxed))
+            .unwrap_or_default()
+    }
+
+    /// The leases this instance holds now (for status and tests).
+    pub fn leases_held(&self) -> Vec<String> {
+        self.leases.held_now()
+    }
+
+    /// This instance's name in leases and logs.
+    pub fn instance(&self) -> &str {
+        self.leases.instance()
     }
 
     async fn executor_loop(&self, shutdown: CancellationToken) {
         let stop = || shutdown.is_cancelled();
         while !shutdown.is_cancelled() {
+            self.beat();
             if let Err(e) = self.execute_due(&stop).await {
                 tracing::error!(error = %e, "Executor pass failed.");
             }

@@ -8,8 +8,11 @@
 //! not (verify-then-retry), and must never resubmit an at-most-once effect at all.
 
 pub mod amazon;
+pub mod ebay;
 pub mod mail;
 pub mod reply;
+pub mod shopify;
+pub mod walmart;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

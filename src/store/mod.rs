@@ -12,6 +12,7 @@
 //! - an idempotency key enters the outbox once;
 //! - a completion whose lease was taken over (stale fence) is rejected.
 
+pub mod leases;
 pub mod mail;
 mod postgres;
 mod sql;
@@ -26,6 +27,7 @@ use serde::Serialize;
 
 use crate::config::StoreTarget;
 use crate::model::{Event, Order, PlannedAction, SalesChannel, Shipment, StoredOrder, Subject};
+pub use leases::{Lease, LeaseStore};
 pub use mail::{MailReport, MailStore, SentReply};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -224,9 +226,10 @@ pub struct AuditEntry {
     pub detail: serde_json::Value,
 }
 
-/// The seam between the pipeline and its database (buyer mail: [`MailStore`]).
+/// The seam between the pipeline and its database (buyer mail: [`MailStore`]; leases on
+/// scheduled work: [`LeaseStore`]).
 #[async_trait]
-pub trait Store: MailStore + Send + Sync {
+pub trait Store: MailStore + LeaseStore + Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// The watermark of a poller: everything last updated before it has been stored.

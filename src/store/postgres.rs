@@ -56,6 +56,7 @@ impl PostgresStore {
 }
 
 super::mail::sql_mail_store!(PostgresStore);
+super::leases::sql_lease_store!(PostgresStore);
 
 sql_store!(
     PostgresStore,

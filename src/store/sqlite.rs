@@ -145,6 +145,7 @@ fn lock_file(db: &Path) -> Result<File, StoreError> {
 }
 
 super::mail::sql_mail_store!(SqliteStore);
+super::leases::sql_lease_store!(SqliteStore);
 
 sql_store!(
     SqliteStore,

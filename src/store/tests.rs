@@ -1207,3 +1207,89 @@ async fn ingest_indexes_the_customer_and_rewrites_the_keys_with_the_order() -> R
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_lease_has_one_live_holder_and_changes_hands_only_when_expired_or_released()
+-> Result<(), StoreError> {
+    let ttl = Duration::seconds(15);
+    for t in stores().await {
+        let s = &t.store;
+        let label = t.label;
+        assert_eq!(
+            s.acquire_lease("poll/a", "one", ttl, t0()).await?,
+            Some(1),
+            "{label}"
+        );
+        // Live: the other instance is refused, the holder renews with the same fence.
+        assert_eq!(
+            s.acquire_lease("poll/a", "two", ttl, t0() + Duration::seconds(5))
+                .await?,
+            None,
+            "{label}"
+        );
+        assert_eq!(
+            s.acquire_lease("poll/a", "one", ttl, t0() + Duration::seconds(10))
+                .await?,
+            Some(1),
+            "{label}"
+        );
+        // Renewed at +10 s: still live at +20 s, expired after +25 s.
+        assert_eq!(
+            s.acquire_lease("poll/a", "two", ttl, t0() + Duration::seconds(20))
+                .await?,
+            None,
+            "{label}"
+        );
+        assert_eq!(
+            s.acquire_lease("poll/a", "two", ttl, t0() + Duration::seconds(26))
+                .await?,
+            Some(2),
+            "{label}"
+        );
+        // The old holder coming back finds it taken.
+        assert_eq!(
+            s.acquire_lease("poll/a", "one", ttl, t0() + Duration::seconds(27))
+                .await?,
+            None,
+            "{label}"
+        );
+        // Names are independent.
+        assert_eq!(
+            s.acquire_lease("sweep", "one", ttl, t0() + Duration::seconds(27))
+                .await?,
+            Some(1),
+            "{label}"
+        );
+        // Releasing gives up only the caller's leases, and the next taker gets a new fence.
+        assert_eq!(s.release_leases("two").await?, 1, "{label}");
+        assert_eq!(
+            s.acquire_lease("sweep", "two", ttl, t0() + Duration::seconds(28))
+                .await?,
+            None,
+            "{label}"
+        );
+        assert_eq!(
+            s.acquire_lease("poll/a", "one", ttl, t0() + Duration::seconds(28))
+                .await?,
+            Some(3),
+            "{label}"
+        );
+        let leases = s.leases().await?;
+        let holders: Vec<(&str, &str, i64)> = leases
+            .iter()
+            .map(|l| (l.name.as_str(), l.holder.as_str(), l.fence))
+            .collect();
+        assert_eq!(
+            holders,
+            vec![("poll/a", "one", 3), ("sweep", "one", 1)],
+            "{label}"
+        );
+        assert!(
+            leases
+                .iter()
+                .all(|l| l.is_live(t0() + Duration::seconds(29))),
+            "{label}"
+        );
+    }
+    Ok(())
+}

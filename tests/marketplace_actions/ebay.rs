@@ -1,0 +1,1 @@
+//! ebay refunds and cancellations (tests to come).

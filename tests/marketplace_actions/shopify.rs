@@ -1,0 +1,1 @@
+//! shopify refunds and cancellations (tests to come).

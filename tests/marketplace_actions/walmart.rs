@@ -1,0 +1,1 @@
+//! walmart refunds and cancellations (tests to come).
