@@ -226,9 +226,10 @@ fn demo_once_alerts_a_carrier_exception_and_sends_the_out_for_delivery_notice() 
     let dir = tempdir();
     let db = dir.path().join("demo.db");
     let stdout = demo_once(&db);
-    // The FBM orders' ship confirmations name four parcels; their carriers were asked.
+    // The FBM orders' ship confirmations name four parcels, and the Shopify, eBay and
+    // Walmart orders one each; their carriers were asked.
     assert!(
-        stdout.contains("Track:   asked the carriers about 4 parcel(s): 4 known, 0 not found yet"),
+        stdout.contains("Track:   asked the carriers about 7 parcel(s): 7 known, 0 not found yet"),
         "{stdout}"
     );
     // UPS reports a delay (code 048): ops are told and the buyer gets Amazon's
@@ -321,7 +322,9 @@ fn demo_once_answers_the_relay_mails_and_shows_what_the_smtp_receiver_got() {
         french
             .iter()
             .any(|b| b.contains("il s'agit de la commande #10482")
-                && b.contains("boutique en ligne")),
+                && b.contains("boutique en ligne")
+                // Its DHL parcel, read from the shop's fulfilment and tracked.
+                && b.contains("4711234566")),
         "{stdout}"
     );
     // A name alone matched the same order too: ops hear of it, the order is not shown.

@@ -373,3 +373,79 @@ async fn a_ship_confirmation_that_cannot_be_read_skips_its_order_only() {
         assert_eq!(watched(&h).await, 2, "{label}: read at the next poll");
     }
 }
+
+/// Orders shipped on Shopify, eBay and Walmart have their parcels watched from what each
+/// marketplace says (fulfilments, shipping fulfillments, line tracking), and the
+/// carriers are asked about them as about Amazon's.
+#[tokio::test]
+async fn parcels_shipped_on_the_other_marketplaces_are_tracked() {
+    let scenario = match nightdesk::sandbox::default_scenario() {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    for mut h in harnesses(&scenario).await {
+        let label = h.label();
+        h.config_text = format!(
+            "{}shopify:\n  accounts:\n    - name: shop\n      shop: ridgeline-coffee\n      access_token: env:T_SHOPIFY\n      schedule: \"* * * * *\"\n\
+             ebay:\n  accounts:\n    - name: ebay-us\n      client_id: sandbox-ebay-client-id\n      client_secret: env:T_EBAY_SECRET\n      refresh_token: env:T_EBAY_REFRESH\n\
+             walmart:\n  accounts:\n    - name: walmart-us\n      client_id: sandbox-walmart-client-id\n      client_secret: env:T_WALMART\n\
+             carriers:\n  schedule: \"* * * * *\"\n  usps:\n    client_id: sandbox-usps-client-id\n    client_secret: env:T_USPS\n    calls_per_second: 100\n  dhl:\n    api_key: env:T_DHL\n",
+            h.config_text
+        );
+        let secrets = h
+            .secrets()
+            .with_override("T_SHOPIFY", "shpat_sandbox_token")
+            .with_override("T_EBAY_SECRET", "sandbox-ebay-client-secret")
+            .with_override("T_EBAY_REFRESH", "sandbox-ebay-refresh-token")
+            .with_override("T_WALMART", "sandbox-walmart-client-secret")
+            .with_override("T_USPS", "sandbox-usps-client-secret")
+            .with_override("T_DHL", "sandbox-dhl-api-key");
+        let daemon = h.daemon_with(h.config(), secrets);
+        cycle(&daemon).await;
+        let expected = [
+            ("4711234566", "dhl", SalesChannel::Shopify, "#10482"),
+            (
+                "9400111899223197428490",
+                "usps",
+                SalesChannel::Ebay,
+                "12-34567-89012",
+            ),
+            (
+                "9400111899223197428491",
+                "usps",
+                SalesChannel::Walmart,
+                "1815367951431",
+            ),
+        ];
+        for (number, carrier, channel, order) in expected {
+            let watches = match h.store.store.parcel_watches(Some(number)).await {
+                Ok(w) => w,
+                Err(e) => panic!("{label}: watches: {e}"),
+            };
+            let found: Vec<(String, &str)> = watches
+                .iter()
+                .map(|w| (w.subject.to_string(), w.carrier.as_str()))
+                .collect();
+            assert_eq!(
+                found,
+                vec![(Subject::order(channel, order).to_string(), carrier)],
+                "{label}: {number}"
+            );
+            let subject = Subject::order(channel, order);
+            let events = match h.store.store.events_for(subject.as_str()).await {
+                Ok(events) => events,
+                Err(e) => panic!("{label}: events: {e}"),
+            };
+            let moving = events.iter().any(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::TrackingUpdated {
+                        to: TrackingStatus::InTransit,
+                        ..
+                    }
+                )
+            });
+            assert!(moving, "{label}: {number} was not tracked: {events:?}");
+        }
+    }
+}

@@ -554,7 +554,7 @@ impl Daemon {
                 // After the sweep: orders it stores carry this poll's time, which the
                 // packages checkpoint then moves past.
                 self.reconcile(source, now).await?;
-                self.watch_packages(source.key(), now).await?;
+                self.watch_packages(source, now).await?;
             }
             Err(error) if error.is_credentials() => {
                 self.record_poll_failure(source.key(), error, now).await?;
@@ -686,10 +686,20 @@ impl Daemon {
     /// number. A read that may pass later (throttled, down, credentials) keeps the
     /// checkpoint and is tried at the next poll; one that never will (the order is gone,
     /// the answer breaks the contract) is logged and that order skipped.
-    async fn watch_packages(&self, key: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let Some(api) = self.packages.get(key) else {
+    async fn watch_packages(
+        &self,
+        source: &dyn OrderSource,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let key = source.key();
+        let amazon_packages = self.packages.get(key);
+        // Parcels are watched only for the carriers to be asked: without a tracker, or
+        // for an Amazon account without packages, there is nothing to do.
+        if self.tracker.is_none()
+            || (source.channel() == crate::model::SalesChannel::Amazon && amazon_packages.is_none())
+        {
             return Ok(());
-        };
+        }
         let checkpoint = format!("{key}/packages");
         let since = self.store.checkpoint(&checkpoint).await?;
         // Events at the checkpoint itself were read last time (`events_since` includes them).
@@ -716,6 +726,7 @@ impl Daemon {
                 continue;
             }
             if let Some((channel, id)) = event.subject.as_order()
+                && channel == source.channel()
                 && !shipped.iter().any(|(_, known)| known == id)
             {
                 shipped.push((channel, id.to_owned()));
@@ -728,11 +739,37 @@ impl Daemon {
             };
             // Events are the store's, not the account's: another account's orders are
             // read with that account's credentials.
-            let mine = key.strip_prefix("amazon/") == Some(stored.order.account.as_str());
-            if !mine || stored.order.fulfillment != Some(crate::model::Fulfillment::Mfn) {
+            let mine = key.strip_prefix(&format!("{}/", channel.as_str()))
+                == Some(stored.order.account.as_str());
+            // Amazon ships FBA orders itself (tracked through FBA); the seller ships MFN.
+            let seller_ships = match channel {
+                crate::model::SalesChannel::Amazon => {
+                    stored.order.fulfillment == Some(crate::model::Fulfillment::Mfn)
+                }
+                _ => stored.order.fulfillment != Some(crate::model::Fulfillment::Afn),
+            };
+            if !mine || !seller_ships {
                 continue;
             }
-            let found = match packages::order_packages(api, &id).await {
+            let found = match amazon_packages {
+                Some(api) => packages::order_packages(api, &id).await.map(|found| {
+                    found
+                        .into_iter()
+                        .filter_map(|package| {
+                            Some(sources::ShippedParcel {
+                                carrier: package.carrier?,
+                                tracking_number: package.tracking_number?,
+                                shipped_at: package.ship_time.or(package.created_time),
+                            })
+                        })
+                        .collect()
+                }),
+                None => source
+                    .shipped_parcels(&stored.order)
+                    .await
+                    .map(Option::unwrap_or_default),
+            };
+            let found: Vec<sources::ShippedParcel> = match found {
                 Ok(found) => found,
                 Err(sources::SourceError::Store(error)) => return Err(error),
                 Err(sources::SourceError::Upstream { error, .. })
@@ -748,18 +785,14 @@ impl Daemon {
                 }
             };
             let promised_by = stored.order.latest_delivery_date;
-            for package in found {
-                let (Some(name), Some(number)) = (package.carrier, package.tracking_number) else {
+            for parcel in found {
+                let Some(carrier) = Carrier::from_marketplace_name(&parcel.carrier) else {
+                    tracing::info!(order = %id, carrier = %parcel.carrier, "Parcel of a carrier nightdesk does not ask; not tracked.");
                     continue;
                 };
-                let Some(carrier) = Carrier::from_marketplace_name(&name) else {
-                    tracing::info!(order = %id, carrier = %name, "Parcel of a carrier nightdesk does not ask; not tracked.");
-                    continue;
-                };
-                let shipped_at = package.ship_time.or(package.created_time);
                 let query = carriers::ParcelQuery {
-                    tracking_number: number,
-                    ship_date: shipped_at.map(|at| at.date_naive()),
+                    tracking_number: parcel.tracking_number,
+                    ship_date: parcel.shipped_at.map(|at| at.date_naive()),
                     destination_postcode: None,
                     destination_country: None,
                     service: None,
@@ -768,7 +801,7 @@ impl Daemon {
                     stored.order.subject(),
                     carrier,
                     query,
-                    shipped_at,
+                    parcel.shipped_at,
                     promised_by,
                     now,
                 ));

@@ -147,6 +147,25 @@ pub trait OrderSource: Send + Sync {
     ) -> Result<OrdersPage, SourceError>;
     /// The items of one order.
     async fn order_items(&self, order: &Order) -> Result<Vec<OrderItem>, SourceError>;
+
+    /// The parcels the seller shipped `order` in, as the marketplace has them, for the
+    /// carriers to be asked about. `None` when this source leaves parcels to another
+    /// reader (Amazon: the Orders packages and FBA tracking).
+    async fn shipped_parcels(
+        &self,
+        _order: &Order,
+    ) -> Result<Option<Vec<ShippedParcel>>, SourceError> {
+        Ok(None)
+    }
+}
+
+/// A parcel a marketplace says an order was shipped in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippedParcel {
+    /// The carrier as the marketplace names it (`UPS`, `FedEx`, `DHL Express`).
+    pub carrier: String,
+    pub tracking_number: String,
+    pub shipped_at: Option<DateTime<Utc>>,
 }
 
 /// What one poll did.

@@ -292,6 +292,26 @@ fn next_offset(
 
 #[async_trait]
 impl OrderSource for EbaySource {
+    /// getShippingFulfillments: one call per shipped order.
+    async fn shipped_parcels(
+        &self,
+        order: &Order,
+    ) -> Result<Option<Vec<crate::sources::ShippedParcel>>, SourceError> {
+        let parcels = self
+            .shipping_fulfillments(&order.id)
+            .await?
+            .into_iter()
+            .filter_map(|f| {
+                Some(crate::sources::ShippedParcel {
+                    carrier: f.carrier_code?,
+                    tracking_number: f.tracking_number?,
+                    shipped_at: f.shipped_at,
+                })
+            })
+            .collect();
+        Ok(Some(parcels))
+    }
+
     fn key(&self) -> &str {
         &self.key
     }

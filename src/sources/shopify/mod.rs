@@ -233,6 +233,32 @@ impl OrderSource for ShopifySource {
         &self.key
     }
 
+    /// The fulfilments' tracking numbers as the last listing showed them (no call);
+    /// cancelled or failed fulfilments are left out.
+    async fn shipped_parcels(
+        &self,
+        order: &Order,
+    ) -> Result<Option<Vec<crate::sources::ShippedParcel>>, SourceError> {
+        let parcels = self
+            .parcels(&order.id)
+            .into_iter()
+            .filter(|p| {
+                !matches!(
+                    p.fulfillment_status.as_deref(),
+                    Some("CANCELLED" | "ERROR" | "FAILURE")
+                )
+            })
+            .filter_map(|p| {
+                Some(crate::sources::ShippedParcel {
+                    carrier: p.carrier?,
+                    tracking_number: p.tracking_number,
+                    shipped_at: None,
+                })
+            })
+            .collect();
+        Ok(Some(parcels))
+    }
+
     fn channel(&self) -> SalesChannel {
         SalesChannel::Shopify
     }

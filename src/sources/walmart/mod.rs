@@ -216,6 +216,36 @@ impl WalmartSource {
 
 #[async_trait]
 impl OrderSource for WalmartSource {
+    /// The lines' tracking as the last listing showed it, else as getAnOrder has it now.
+    async fn shipped_parcels(
+        &self,
+        order: &Order,
+    ) -> Result<Option<Vec<crate::sources::ShippedParcel>>, SourceError> {
+        let mut lines = self.listed_parcels(&order.id);
+        if lines.is_empty() {
+            lines = self.order_parcels(&order.id).await?;
+        }
+        let mut parcels: Vec<crate::sources::ShippedParcel> = Vec::new();
+        for line in lines {
+            let Some(carrier) = line.carrier else {
+                continue;
+            };
+            // Several lines often share one parcel.
+            if parcels
+                .iter()
+                .any(|p| p.tracking_number == line.tracking_number)
+            {
+                continue;
+            }
+            parcels.push(crate::sources::ShippedParcel {
+                carrier,
+                tracking_number: line.tracking_number,
+                shipped_at: line.ship_time,
+            });
+        }
+        Ok(Some(parcels))
+    }
+
     fn key(&self) -> &str {
         &self.key
     }
