@@ -27,6 +27,8 @@
 //! - [`daemon`]: wires the stages together for `run`, `demo` and the tests; `replay` and
 //!   `explain` read what the stages recorded.
 //! - [`server`]: `/healthz`, `/metrics` and the approval API.
+//! - [`service`]: running as a systemd service: the supervisor that reloads the daemon
+//!   on SIGHUP, readiness, watchdog and stopping notifications.
 //! - [`sandbox`]: local fakes of the upstream APIs, written from their published contracts.
 //! - [`cli`]: the `nightdesk` command line.
 //! - [`clock`], [`http`], [`telemetry`]: injected time, the shared HTTP client with retry
@@ -48,6 +50,7 @@ pub mod rules;
 pub mod sandbox;
 pub mod schedule;
 pub mod server;
+pub mod service;
 pub(crate) mod smtp;
 pub mod sources;
 pub mod store;

@@ -23,6 +23,7 @@ use crate::daemon::{
 use crate::http::RetryPolicy;
 use crate::rules::RuleEngine;
 use crate::sandbox::{Sandbox, SandboxError, SandboxOptions, Scenario};
+use crate::service::{Notifier, Supervisor, SupervisorOptions};
 use crate::store::{self, StoreError};
 
 #[derive(Debug, Parser)]
@@ -350,21 +351,38 @@ async fn run(config_path: &Path, once: bool) -> Result<ExitCode, CliError> {
     let store = store::open(&config.store).await?;
     let clock: SharedClock = Arc::new(SystemClock);
     let listen = config.server_listen;
-    let daemon = Daemon::build(DaemonOptions {
-        config,
-        store,
-        clock,
-        secrets: SecretResolver::from_env(),
-        endpoints: Endpoints::default(),
-        retry: RetryPolicy::default(),
-        instance: instance_name(),
-    })?;
     if once {
+        let daemon = Daemon::build(DaemonOptions {
+            config,
+            store,
+            clock,
+            secrets: SecretResolver::from_env(),
+            endpoints: Endpoints::default(),
+            retry: RetryPolicy::default(),
+            instance: instance_name(),
+        })?;
         let report = daemon.run_cycle().await?;
         print_cycle(&report);
         return Ok(cycle_exit(&report));
     }
-    let shutdown = shutdown_on_signals();
+    // Before anything runs: SIGHUP's default action would kill the process.
+    let mut signals = ServiceSignals::install()?;
+    let mut supervisor = Supervisor::start(
+        SupervisorOptions {
+            config_path: config_path.to_owned(),
+            store,
+            clock,
+            secrets: SecretResolver::from_env(),
+            endpoints: Endpoints::default(),
+            retry: RetryPolicy::default(),
+            instance: instance_name(),
+            notifier: Notifier::from_env(),
+        },
+        config,
+    )?;
+    let daemon = supervisor.daemon();
+    // The HTTP server outlives reloads: it stops only at shutdown.
+    let shutdown = CancellationToken::new();
     if let Some(addr) = listen {
         let listener = TcpListener::bind(addr).await?;
         let approvals = daemon.approval_api();
@@ -376,8 +394,100 @@ async fn run(config_path: &Path, once: bool) -> Result<ExitCode, CliError> {
             }
         });
     }
-    Arc::new(daemon).run(shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    drop(daemon);
+    supervisor.ready();
+    let watchdog = CancellationToken::new();
+    supervisor.spawn_watchdog(watchdog.clone());
+    let ended = loop {
+        let signal = tokio::select! {
+            signal = signals.next() => signal,
+            ended = supervisor.ended() => break Some(ended),
+        };
+        match signal {
+            ServiceSignal::Stop(name) => {
+                tracing::info!(signal = name, "Shutdown requested.");
+                break None;
+            }
+            ServiceSignal::Reload => {
+                // Problems are logged by the supervisor; the last good daemon keeps running.
+                let _ = supervisor.reload().await;
+            }
+        }
+    };
+    watchdog.cancel();
+    shutdown.cancel();
+    // Further signals change nothing: the stop stays bounded as it is.
+    tokio::spawn(async move {
+        loop {
+            let signal = signals.next().await;
+            tracing::info!(
+                ?signal,
+                "Already stopping: actions in flight finish within the 30 s bound."
+            );
+        }
+    });
+    supervisor.shutdown().await?;
+    match ended {
+        None => Ok(ExitCode::SUCCESS),
+        Some(result) => {
+            result?;
+            tracing::error!(
+                "The daemon stopped by itself; exiting so the service manager restarts it."
+            );
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// What a signal asks of a running service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceSignal {
+    /// SIGTERM or SIGINT: stop gracefully.
+    Stop(&'static str),
+    /// SIGHUP: reload the config and rules.
+    Reload,
+}
+
+/// The signals `run` answers. Installed once, so none is lost between two waits.
+struct ServiceSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl ServiceSignals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    #[cfg(unix)]
+    async fn next(&mut self) -> ServiceSignal {
+        tokio::select! {
+            _ = self.term.recv() => ServiceSignal::Stop("SIGTERM"),
+            _ = self.interrupt.recv() => ServiceSignal::Stop("SIGINT"),
+            _ = self.hangup.recv() => ServiceSignal::Reload,
+        }
+    }
+
+    #[cfg(not(unix))]
+    async fn next(&mut self) -> ServiceSignal {
+        let _ = tokio::signal::ctrl_c().await;
+        ServiceSignal::Stop("Ctrl-C")
+    }
 }
 
 async fn demo(config_path: &Path, db: &Path, once: bool) -> Result<ExitCode, CliError> {

@@ -1,6 +1,11 @@
-//! Secrets in the config are references (`env:NAME` or `file:PATH`), never literal text.
-//! They are resolved only when the daemon is built, into `SecretString`s whose `Debug`
-//! prints `[REDACTED]`. Nothing in this module may log or format a resolved value.
+//! Secrets in the config are references (`env:NAME`, `file:PATH` or `credential:NAME`),
+//! never literal text. They are resolved only when the daemon is built, into
+//! `SecretString`s whose `Debug` prints `[REDACTED]`. Nothing in this module may log or
+//! format a resolved value.
+//!
+//! `credential:NAME` is systemd's `LoadCredential=`: the file `NAME` in the folder
+//! `$CREDENTIALS_DIRECTORY` that systemd sets up for the service (readable by it alone,
+//! never in the environment or the unit's `Environment=`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,6 +18,8 @@ use secrecy::SecretString;
 pub enum SecretRef {
     Env(String),
     File(PathBuf),
+    /// A systemd credential: `$CREDENTIALS_DIRECTORY/NAME`.
+    Credential(String),
 }
 
 impl fmt::Debug for SecretRef {
@@ -26,11 +33,15 @@ impl fmt::Display for SecretRef {
         match self {
             SecretRef::Env(name) => write!(f, "env:{name}"),
             SecretRef::File(path) => write!(f, "file:{}", path.display()),
+            SecretRef::Credential(name) => write!(f, "credential:{name}"),
         }
     }
 }
 
-pub const SECRET_FORM: &str = "a secret must be a reference, `env:NAME` or `file:PATH`; literal secrets are not allowed in the config";
+pub const SECRET_FORM: &str = "a secret must be a reference, `env:NAME`, `file:PATH` or `credential:NAME` (systemd LoadCredential=); literal secrets are not allowed in the config";
+
+/// The variable systemd sets to the service's credentials folder.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
 
 impl SecretRef {
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -51,6 +62,17 @@ impl SecretRef {
                 Err("`file:` needs a path".to_owned())
             } else {
                 Ok(SecretRef::File(PathBuf::from(path)))
+            };
+        }
+        if let Some(name) = text.strip_prefix("credential:") {
+            // systemd's own rule for credential names: a file name, not a path.
+            let valid = !name.is_empty() && name != "." && name != ".." && !name.contains('/');
+            return if valid {
+                Ok(SecretRef::Credential(name.to_owned()))
+            } else {
+                Err(format!(
+                    "`credential:{name}` is not a credential name (the name given to LoadCredential=, without `/`)"
+                ))
             };
         }
         // Deliberately do not echo the text: it may be the secret itself.
@@ -74,6 +96,18 @@ pub enum SecretError {
     File { path: String, reason: String },
     #[error("secret {0} is empty")]
     Empty(String),
+    #[error(
+        "credential:{0} needs $CREDENTIALS_DIRECTORY, which is not set: run under systemd with `LoadCredential={0}:PATH`, or use env:/file:"
+    )]
+    NoCredentialsDirectory(String),
+    #[error(
+        "credential:{name}: no readable file {name} in $CREDENTIALS_DIRECTORY ({dir}): {reason}; is `LoadCredential={name}:PATH` in the unit?"
+    )]
+    Credential {
+        name: String,
+        dir: String,
+        reason: String,
+    },
 }
 
 /// Resolves references against the process environment and the file system, with
@@ -82,6 +116,8 @@ pub enum SecretError {
 #[derive(Default, Clone)]
 pub struct SecretResolver {
     overrides: HashMap<String, SecretString>,
+    /// systemd's credentials folder, read from the environment once, at `from_env`.
+    credentials_directory: Option<PathBuf>,
 }
 
 impl fmt::Debug for SecretResolver {
@@ -90,13 +126,25 @@ impl fmt::Debug for SecretResolver {
         names.sort();
         f.debug_struct("SecretResolver")
             .field("overrides", &names)
+            .field("credentials_directory", &self.credentials_directory)
             .finish()
     }
 }
 
 impl SecretResolver {
     pub fn from_env() -> Self {
-        Self::default()
+        Self {
+            overrides: HashMap::new(),
+            credentials_directory: std::env::var_os(CREDENTIALS_DIRECTORY)
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+
+    /// Answer `credential:NAME` from `dir` instead of `$CREDENTIALS_DIRECTORY`.
+    pub fn with_credentials_directory(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.credentials_directory = Some(dir.into());
+        self
     }
 
     /// Answer `env:NAME` with `value` instead of the process environment.
@@ -114,20 +162,34 @@ impl SecretResolver {
                 }
                 std::env::var(name).map_err(|_| SecretError::MissingEnv(name.clone()))?
             }
-            SecretRef::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| SecretError::File {
-                    path: path.display().to_string(),
+            SecretRef::File(path) => read_trimmed(path).map_err(|e| SecretError::File {
+                path: path.display().to_string(),
+                reason: e.kind().to_string(),
+            })?,
+            SecretRef::Credential(name) => {
+                let Some(dir) = &self.credentials_directory else {
+                    return Err(SecretError::NoCredentialsDirectory(name.clone()));
+                };
+                read_trimmed(&dir.join(name)).map_err(|e| SecretError::Credential {
+                    name: name.clone(),
+                    dir: dir.display().to_string(),
                     reason: e.kind().to_string(),
                 })?
-                // Credential files usually end with a newline that is not part of the secret.
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
+            }
         };
         if value.is_empty() {
             return Err(SecretError::Empty(reference.to_string()));
         }
         Ok(SecretString::from(value))
     }
+}
+
+/// A secret file's text. Such files usually end with a newline that is not part of the
+/// secret.
+fn read_trimmed(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .trim_end_matches(['\n', '\r'])
+        .to_owned())
 }
 
 #[cfg(test)]
@@ -154,8 +216,80 @@ mod tests {
             SecretRef::parse("file:/run/creds/x"),
             Ok(SecretRef::File("/run/creds/x".into()))
         );
+        assert_eq!(
+            SecretRef::parse("credential:amazon-refresh-token"),
+            Ok(SecretRef::Credential("amazon-refresh-token".into()))
+        );
         assert!(SecretRef::parse("env:1BAD").is_err());
         assert!(SecretRef::parse("file:").is_err());
+        assert!(SecretRef::parse("credential:").is_err());
+        assert!(SecretRef::parse("credential:../etc/shadow").is_err());
+        assert!(SecretRef::parse("credential:..").is_err());
+    }
+
+    #[test]
+    fn credentials_are_read_from_the_credentials_directory_without_their_newline() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir")
+        };
+        assert!(std::fs::write(dir.path().join("slack-webhook"), "canary-77e2\n").is_ok());
+        let resolver = SecretResolver::default().with_credentials_directory(dir.path());
+        let secret = resolver.resolve(&SecretRef::Credential("slack-webhook".into()));
+        assert_eq!(
+            secret.map(|s| s.expose_secret().to_owned()),
+            Ok("canary-77e2".to_owned())
+        );
+        // A relative config base never moves a credential.
+        let moved = SecretRef::Credential("slack-webhook".into()).relative_to(Path::new("/etc"));
+        assert_eq!(moved, SecretRef::Credential("slack-webhook".into()));
+    }
+
+    #[test]
+    fn a_missing_credential_names_itself_and_the_folder_never_the_content() {
+        let Ok(dir) = tempfile::tempdir() else {
+            panic!("tempdir")
+        };
+        let resolver = SecretResolver::default().with_credentials_directory(dir.path());
+        let missing = resolver
+            .resolve(&SecretRef::Credential("amazon-refresh-token".into()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            missing.contains("credential:amazon-refresh-token"),
+            "{missing}"
+        );
+        assert!(
+            missing.contains(&dir.path().display().to_string()),
+            "{missing}"
+        );
+        assert!(
+            missing.contains("LoadCredential=amazon-refresh-token"),
+            "{missing}"
+        );
+
+        // An empty credential is refused like an empty file.
+        assert!(std::fs::write(dir.path().join("empty"), "\n").is_ok());
+        let empty = resolver.resolve(&SecretRef::Credential("empty".into()));
+        assert_eq!(
+            empty.err(),
+            Some(SecretError::Empty("credential:empty".into()))
+        );
+    }
+
+    #[test]
+    fn a_credential_without_credentials_directory_says_so() {
+        let resolver = SecretResolver::default();
+        let error = resolver.resolve(&SecretRef::Credential("slack-webhook".into()));
+        assert_eq!(
+            error.as_ref().err(),
+            Some(&SecretError::NoCredentialsDirectory("slack-webhook".into()))
+        );
+        let text = error.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            text.contains("$CREDENTIALS_DIRECTORY") && text.contains("credential:slack-webhook"),
+            "{text}"
+        );
     }
 
     #[test]
