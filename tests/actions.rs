@@ -714,6 +714,46 @@ async fn two_executors_on_postgres_perform_every_action_exactly_once() {
     }
 }
 
+/// Shutting down between actions: the one started is finished, the rest of the claimed
+/// batch goes back to `planned` at once (not counted as an attempt) instead of waiting
+/// out its lease, and the next pass performs it.
+#[tokio::test]
+async fn a_stop_between_actions_gives_the_unstarted_claims_back() {
+    let scenario = default_scenario().unwrap_or_else(|e| panic!("{e}"));
+    for h in harnesses(&scenario).await {
+        let d = daemon(&h, &config("", ""));
+        let actions: Vec<PlannedAction> = (0..5)
+            .map(|i| {
+                let tag = ActionRequest::Tag {
+                    name: format!("s{i}"),
+                };
+                action("many", "113-4829301-5520617", tag, &format!("s{i}"))
+            })
+            .collect();
+        plan(&h, &actions).await;
+        // Asked once before claiming and once before each action: stop after the first.
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 2;
+        let report = match d.execute_due(&stop).await {
+            Ok(r) => r,
+            Err(e) => panic!("{}: {e}", h.label()),
+        };
+        assert_eq!(report.done, 1, "{}: {report:?}", h.label());
+        let rows = match h.store.store.outbox().await {
+            Ok(rows) => rows,
+            Err(e) => panic!("{e}"),
+        };
+        let planned: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.state == "planned")
+            .map(|r| r.attempts)
+            .collect();
+        assert_eq!(planned, vec![0, 0, 0, 0], "{}: {rows:?}", h.label());
+        let report = execute(&h, &d).await;
+        assert_eq!(report.done, 4, "{}: {report:?}", h.label());
+    }
+}
+
 /// A template that greets the buyer by name gets it through a Restricted Data Token,
 /// for that message only; one that does not never asks for one.
 #[tokio::test]

@@ -5,6 +5,9 @@
 #[path = "common/mod.rs"]
 mod common;
 
+#[path = "marketplace_actions/ebay.rs"]
 mod ebay;
+#[path = "marketplace_actions/shopify.rs"]
 mod shopify;
+#[path = "marketplace_actions/walmart.rs"]
 mod walmart;

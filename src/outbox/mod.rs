@@ -206,6 +206,12 @@ impl Executor {
             // Alerts of one group claimed together leave together.
             let mut groups: Vec<(ClaimedAction, Vec<ClaimedAction>)> = Vec::new();
             for claim in claimed {
+                if stop() {
+                    // Shutting down: what is claimed but not started goes back at once,
+                    // for this or another instance, instead of waiting out its lease.
+                    self.release(&claim, &mut report).await?;
+                    continue;
+                }
                 if claim.kind != "alert" {
                     self.perform(claim, &mut report).await?;
                     continue;
@@ -228,9 +234,29 @@ impl Executor {
                 }
             }
             for (lead, batch) in groups {
+                if stop() {
+                    self.release(&lead, &mut report).await?;
+                    for claim in &batch {
+                        self.release(claim, &mut report).await?;
+                    }
+                    continue;
+                }
                 self.deliver_alert(lead, batch, &mut report).await?;
             }
         }
+    }
+
+    /// Give a claimed action back untouched (not counted as an attempt).
+    async fn release(
+        &self,
+        claim: &ClaimedAction,
+        report: &mut ExecutorReport,
+    ) -> Result<(), ExecutorError> {
+        let outcome = Outcome::Deferred {
+            at: self.clock.now(),
+            reason: "released unstarted at shutdown".to_owned(),
+        };
+        self.finish(claim, outcome, report).await
     }
 
     /// Record an outcome; a stale lease is counted, not an error.
