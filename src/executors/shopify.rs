@@ -493,15 +493,12 @@ impl ShopifyExecutor {
             Ok(RefundData {
                 refund_create: None,
             }) => {
-                return Err(unclear_refund(
-                    attempt.now,
-                    UpstreamError::Malformed {
-                        what: "refundCreate answer".into(),
-                        reason: "no refundCreate payload".into(),
-                    },
-                ));
+                return Err(unclear_refund(UpstreamError::Malformed {
+                    what: "refundCreate answer".into(),
+                    reason: "no refundCreate payload".into(),
+                }));
             }
-            Err(error) => return Err(unclear_refund(attempt.now, error)),
+            Err(error) => return Err(unclear_refund(error)),
         };
         if !payload.user_errors.is_empty() {
             return Err(ActionError::Permanent(format!(
@@ -511,13 +508,10 @@ impl ShopifyExecutor {
             )));
         }
         let Some(refund) = payload.refund else {
-            return Err(unclear_refund(
-                attempt.now,
-                UpstreamError::Malformed {
-                    what: "refundCreate answer".into(),
-                    reason: "neither a refund nor userErrors".into(),
-                },
-            ));
+            return Err(unclear_refund(UpstreamError::Malformed {
+                what: "refundCreate answer".into(),
+                reason: "neither a refund nor userErrors".into(),
+            }));
         };
         let (amount, currency) = match refund.total_refunded {
             Some(bag) => (bag.shop_money.amount, bag.shop_money.currency_code),
@@ -697,7 +691,7 @@ fn read_back_later(now: DateTime<Utc>, what: &str) -> Performed {
 /// An unclear refundCreate answer. Retryable errors go back to the outbox, which sends
 /// the same key again; an unreadable 2xx would only fail there, so it is handed to a
 /// person with the assurance that approving cannot refund twice.
-fn unclear_refund(_now: DateTime<Utc>, error: UpstreamError) -> ActionError {
+fn unclear_refund(error: UpstreamError) -> ActionError {
     if error.is_retryable() || !error.may_have_acted() {
         return ActionError::Upstream {
             during: "refundCreate",

@@ -152,7 +152,13 @@ async fn a_pending_refund_is_confirmed_through_get_order() {
         plan(&h, "refund-whole", refund("CustomerReturn", vec![], None)).await;
         execute(&h, &d).await;
         let waiting = row(&h, "refund-whole").await;
-        assert_eq!(waiting.state, "planned", "{}: {:?}", h.label(), waiting.last_error);
+        assert_eq!(
+            waiting.state,
+            "planned",
+            "{}: {:?}",
+            h.label(),
+            waiting.last_error
+        );
         let refunds = h.sandbox.ebay_refunds();
         assert_eq!(refunds.len(), 1, "{}", h.label());
         assert_eq!(refunds[0].cents, 3547);
@@ -167,7 +173,12 @@ async fn a_pending_refund_is_confirmed_through_get_order() {
             sent[0]["orderLevelRefundAmount"],
             json!({"value": "35.47", "currency": "USD"})
         );
-        valid(&api, &api.schema("IssueRefundRequest"), &sent[0], "the request sent");
+        valid(
+            &api,
+            &api.schema("IssueRefundRequest"),
+            &sent[0],
+            "the request sent",
+        );
 
         // Five minutes on, eBay has settled it.
         h.clock.advance(Duration::minutes(5));
@@ -204,7 +215,12 @@ async fn a_line_refund_is_confirmed_by_its_date_and_a_failed_refund_fails_the_ac
             sent[0]["refundItems"],
             json!([{"lineItemId": "10001", "refundAmount": {"value": "12.99", "currency": "USD"}}])
         );
-        valid(&api, &api.schema("IssueRefundRequest"), &sent[0], "the line refund sent");
+        valid(
+            &api,
+            &api.schema("IssueRefundRequest"),
+            &sent[0],
+            "the line refund sent",
+        );
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
         let done = row(&h, "refund-mug").await;
@@ -213,13 +229,29 @@ async fn a_line_refund_is_confirmed_by_its_date_and_a_failed_refund_fails_the_ac
 
         // eBay fails the next one: the order shows it FAILED.
         h.sandbox.ebay_set_refund_outcome(EbayRefundOutcome::Failed);
-        plan(&h, "refund-failed", refund("PriceError", vec![], Some("2.00"))).await;
+        plan(
+            &h,
+            "refund-failed",
+            refund("PriceError", vec![], Some("2.00")),
+        )
+        .await;
         execute(&h, &d).await;
-        assert_eq!(row(&h, "refund-failed").await.state, "planned", "{}", h.label());
+        assert_eq!(
+            row(&h, "refund-failed").await.state,
+            "planned",
+            "{}",
+            h.label()
+        );
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
         let failed = row(&h, "refund-failed").await;
-        assert_eq!(failed.state, "failed", "{}: {:?}", h.label(), failed.last_error);
+        assert_eq!(
+            failed.state,
+            "failed",
+            "{}: {:?}",
+            h.label(),
+            failed.last_error
+        );
         assert!(
             failed.last_error.unwrap_or_default().contains("FAILED"),
             "{}",
@@ -235,17 +267,33 @@ async fn an_answer_lost_after_ebay_refunded_is_adopted_without_a_second_refund()
         let d = polled(&h).await;
         h.sandbox
             .inject(Fault::status("ebay.issueRefund", 500).after_effect());
-        plan(&h, "refund-lost", refund("SELLER_CANCEL", vec![], Some("10.00"))).await;
+        plan(
+            &h,
+            "refund-lost",
+            refund("SELLER_CANCEL", vec![], Some("10.00")),
+        )
+        .await;
         execute(&h, &d).await;
         let first = row(&h, "refund-lost").await;
-        assert_eq!(first.state, "retry", "{}: {:?}", h.label(), first.last_error);
+        assert_eq!(
+            first.state,
+            "retry",
+            "{}: {:?}",
+            h.label(),
+            first.last_error
+        );
         assert_eq!(h.sandbox.ebay_refunds().len(), 1);
         // The next attempt reads the order back: the refund is there (settled by now).
         h.clock.advance(Duration::minutes(2));
         execute(&h, &d).await;
         let done = row(&h, "refund-lost").await;
         assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
-        assert_eq!(refund_calls(&h).len(), 1, "{}: adopted, not resent", h.label());
+        assert_eq!(
+            refund_calls(&h).len(),
+            1,
+            "{}: adopted, not resent",
+            h.label()
+        );
         let refunds = h.sandbox.ebay_refunds();
         assert_eq!(refunds.len(), 1);
         assert_eq!(refunds[0].cents, 1000);
@@ -262,12 +310,23 @@ async fn an_answer_lost_before_ebay_acted_is_asked_once_more() {
         h.sandbox.inject(Fault::status("ebay.issueRefund", 500));
         plan(&h, "refund-again", refund("CustomerCancel", vec![], None)).await;
         execute(&h, &d).await;
-        assert_eq!(row(&h, "refund-again").await.state, "retry", "{}", h.label());
+        assert_eq!(
+            row(&h, "refund-again").await.state,
+            "retry",
+            "{}",
+            h.label()
+        );
         assert!(h.sandbox.ebay_refunds().is_empty());
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
         let waiting = row(&h, "refund-again").await;
-        assert_eq!(waiting.state, "planned", "{}: {:?}", h.label(), waiting.last_error);
+        assert_eq!(
+            waiting.state,
+            "planned",
+            "{}: {:?}",
+            h.label(),
+            waiting.last_error
+        );
         assert_eq!(refund_calls(&h).len(), 2, "{}: resubmitted once", h.label());
         assert_eq!(h.sandbox.ebay_refunds().len(), 1);
         h.clock.advance(Duration::minutes(5));
@@ -311,7 +370,12 @@ async fn a_cancellation_is_held_for_seller_hub_and_unknown_reasons_are_refused()
         };
         plan(&h, "cancel", cancel("NoInventory")).await;
         plan(&h, "cancel-nonsense", cancel("BecauseISaidSo")).await;
-        plan(&h, "refund-nonsense", refund("BecauseISaidSo", vec![], None)).await;
+        plan(
+            &h,
+            "refund-nonsense",
+            refund("BecauseISaidSo", vec![], None),
+        )
+        .await;
         execute(&h, &d).await;
         let held = row(&h, "cancel").await;
         assert_eq!(held.state, "held", "{}: {:?}", h.label(), held.last_error);
@@ -391,7 +455,12 @@ async fn issue_refund_follows_the_contract() {
 
     let (status, body) = post(broad.clone(), request.clone()).await;
     assert_eq!(status, 200, "{body}");
-    let schema = match api.response_schema("post", "/order/{order_id}/issue_refund", 200, "application/json") {
+    let schema = match api.response_schema(
+        "post",
+        "/order/{order_id}/issue_refund",
+        200,
+        "application/json",
+    ) {
         Ok(s) => s,
         Err(e) => panic!("{e}"),
     };
@@ -411,7 +480,11 @@ async fn issue_refund_follows_the_contract() {
     .await;
     assert_eq!(status, 400);
     assert_eq!(too_much["errors"][0]["errorId"], 34915);
-    let (status, no_reason) = post(broad.clone(), json!({"orderLevelRefundAmount": {"value": "1.00", "currency": "USD"}})).await;
+    let (status, no_reason) = post(
+        broad.clone(),
+        json!({"orderLevelRefundAmount": {"value": "1.00", "currency": "USD"}}),
+    )
+    .await;
     assert_eq!(status, 400);
     assert_eq!(no_reason["errors"][0]["errorId"], 34903);
 
@@ -425,8 +498,16 @@ async fn issue_refund_follows_the_contract() {
         Ok(r) => r.json::<Value>().await.unwrap_or(Value::Null),
         Err(e) => panic!("getOrder: {e}"),
     };
-    valid(&api, &api.schema("Order"), &order, "getOrder after a refund");
-    assert_eq!(order["lineItems"][1]["refunds"][0]["refundId"], body["refundId"]);
+    valid(
+        &api,
+        &api.schema("Order"),
+        &order,
+        "getOrder after a refund",
+    );
+    assert_eq!(
+        order["lineItems"][1]["refunds"][0]["refundId"],
+        body["refundId"]
+    );
     assert!(order["lineItems"][1]["refunds"][0]["refundDate"].is_string());
     assert_eq!(order["orderPaymentStatus"], "PARTIALLY_REFUNDED");
 }

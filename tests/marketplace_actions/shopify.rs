@@ -208,7 +208,13 @@ async fn a_partial_refund_names_its_lines_and_pays_their_value_or_the_amount() {
         execute(&h, &d).await;
         for key in ["refund-filters", "refund-beans"] {
             let row = row(&h, key).await;
-            assert_eq!(row.state, "done", "{}: {key}: {:?}", h.label(), row.last_error);
+            assert_eq!(
+                row.state,
+                "done",
+                "{}: {key}: {:?}",
+                h.label(),
+                row.last_error
+            );
         }
         let refunds = h.sandbox.shopify_refunds();
         assert_eq!(refunds.len(), 2, "{}", h.label());
@@ -223,14 +229,20 @@ async fn a_partial_refund_names_its_lines_and_pays_their_value_or_the_amount() {
         };
         assert_eq!(filters.amount_cents, 400);
         assert_eq!(filters.input["refundLineItems"][0]["quantity"], 1);
-        assert!(filters.input.get("shipping").is_none(), "a partial refund keeps shipping");
+        assert!(
+            filters.input.get("shipping").is_none(),
+            "a partial refund keeps shipping"
+        );
         let Some(beans) = of(BEANS) else {
             panic!("no refund of the beans")
         };
         assert_eq!(beans.amount_cents, 1000);
         assert_eq!(beans.input["refundLineItems"][0]["quantity"], 1);
         assert_ne!(filters.idempotency_key, beans.idempotency_key);
-        assert_eq!(h.sandbox.shopify_orders()[0].financial_status, "PARTIALLY_REFUNDED");
+        assert_eq!(
+            h.sandbox.shopify_orders()[0].financial_status,
+            "PARTIALLY_REFUNDED"
+        );
     }
 }
 
@@ -248,7 +260,13 @@ async fn a_refund_whose_answers_were_lost_is_retried_with_the_same_key_and_refun
         plan(&h, "refund-lost", refund(vec![], None)).await;
         execute(&h, &d).await;
         let first = row(&h, "refund-lost").await;
-        assert_eq!(first.state, "retry", "{}: {:?}", h.label(), first.last_error);
+        assert_eq!(
+            first.state,
+            "retry",
+            "{}: {:?}",
+            h.label(),
+            first.last_error
+        );
         assert_eq!(h.sandbox.shopify_refunds().len(), 1, "{}", h.label());
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
@@ -259,7 +277,8 @@ async fn a_refund_whose_answers_were_lost_is_retried_with_the_same_key_and_refun
         let sent = calls(&h, "refundCreate");
         assert_eq!(sent.len(), 5, "{}: four lost answers, then one", h.label());
         assert!(
-            sent.iter().all(|v| v["key"] == json!(refund_key("refund-lost"))),
+            sent.iter()
+                .all(|v| v["key"] == json!(refund_key("refund-lost"))),
             "the same key every time"
         );
         assert_eq!(
@@ -277,9 +296,18 @@ async fn a_cancellation_waits_for_its_job_then_is_done() {
         plan(&h, "cancel-job", cancel("BuyerCanceled")).await;
         execute(&h, &d).await;
         let waiting = row(&h, "cancel-job").await;
-        assert_eq!(waiting.state, "planned", "{}: {:?}", h.label(), waiting.last_error);
+        assert_eq!(
+            waiting.state,
+            "planned",
+            "{}: {:?}",
+            h.label(),
+            waiting.last_error
+        );
         assert!(
-            waiting.progress.as_ref().is_some_and(|p| p["job_id"].is_string()),
+            waiting
+                .progress
+                .as_ref()
+                .is_some_and(|p| p["job_id"].is_string()),
             "the job is recorded: {:?}",
             waiting.progress
         );
@@ -297,7 +325,12 @@ async fn a_cancellation_waits_for_its_job_then_is_done() {
         // 30 s on, the job still runs; 60 s on, the order shows it.
         h.clock.advance(Duration::seconds(30));
         execute(&h, &d).await;
-        assert_eq!(row(&h, "cancel-job").await.state, "planned", "{}", h.label());
+        assert_eq!(
+            row(&h, "cancel-job").await.state,
+            "planned",
+            "{}",
+            h.label()
+        );
         h.clock.advance(Duration::seconds(30));
         execute(&h, &d).await;
         let done = row(&h, "cancel-job").await;
@@ -357,13 +390,24 @@ async fn a_cancellation_whose_answer_was_lost_is_read_back_and_adopted() {
         plan(&h, "cancel-lost", cancel("BuyerCanceled")).await;
         execute(&h, &d).await;
         let first = row(&h, "cancel-lost").await;
-        assert_eq!(first.state, "retry", "{}: {:?}", h.label(), first.last_error);
+        assert_eq!(
+            first.state,
+            "retry",
+            "{}: {:?}",
+            h.label(),
+            first.last_error
+        );
         assert_eq!(h.sandbox.shopify_cancellations(), 1);
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
         let done = row(&h, "cancel-lost").await;
         assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
-        assert_eq!(calls(&h, "orderCancel").len(), 1, "{}: adopted, not resent", h.label());
+        assert_eq!(
+            calls(&h, "orderCancel").len(),
+            1,
+            "{}: adopted, not resent",
+            h.label()
+        );
         assert_eq!(h.sandbox.shopify_cancellations(), 1);
         assert_eq!(receipt(&h, done.id).await["result"]["read_back"], true);
     }
