@@ -12,8 +12,18 @@
 //!   each with a Bearer token, answering the contract's schemas and its
 //!   `{"errors":[{errorId, domain, category, message, …}]}` with the documented ids.
 //!
+//! - `POST /ebay/sell/fulfillment/v1/order/{orderId}/issue_refund` issueRefund, with a
+//!   token granted `sell.finances` (else 403): the `IssueRefundRequest` is checked as the
+//!   contract's error list says (34903 reason, 34905 neither amount, 34907 amount, 34909
+//!   currency, 34914 unknown line, 34915/34924 too much, 34922 a refund still pending)
+//!   and answered `{refundId, refundStatus: PENDING}`. The refund shows on getOrder as
+//!   `PENDING`, then `REFUNDED` (or `FAILED`, when set so) once the refund delay
+//!   (sandbox clock, 60 s unless set) has passed: order-level refunds in
+//!   `paymentSummary.refunds`, line-level ones in `lineItems[].refunds` (a `refundDate`
+//!   once issued); `orderPaymentStatus` becomes `PARTIALLY_REFUNDED`/`FULLY_REFUNDED`.
+//!
 //! Journal and fault names: `ebay.token`, `ebay.getOrders`, `ebay.getOrder`,
-//! `ebay.getShippingFulfillments`, `ebay.getShippingFulfillment`.
+//! `ebay.getShippingFulfillments`, `ebay.getShippingFulfillment`, `ebay.issueRefund`.
 //!
 //! Like the rest of the sandbox it must never share types or parsing with
 //! `crate::sources` or `crate::model`: every body is built here field by field.
@@ -55,6 +65,21 @@ const GET_ORDERS: &str = "ebay.getOrders";
 const GET_ORDER: &str = "ebay.getOrder";
 const GET_FULFILLMENTS: &str = "ebay.getShippingFulfillments";
 const GET_FULFILLMENT: &str = "ebay.getShippingFulfillment";
+const ISSUE_REFUND: &str = "ebay.issueRefund";
+
+/// The scope issueRefund needs.
+const SCOPE_FINANCES: &str = "https://api.ebay.com/oauth/api_scope/sell.finances";
+
+/// `ReasonForRefundEnum`.
+const REFUND_REASONS: [&str; 7] = [
+    "BUYER_CANCEL",
+    "SELLER_CANCEL",
+    "ITEM_NOT_RECEIVED",
+    "BUYER_RETURN",
+    "ITEM_NOT_AS_DESCRIBED",
+    "OTHER_ADJUSTMENT",
+    "SHIPPING_DISCOUNT",
+];
 
 const API: &str = "/ebay/sell/fulfillment/v1";
 
@@ -399,22 +424,72 @@ impl EbayOrder {
     }
 }
 
+/// How a refund ends once the refund delay has passed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EbayRefundOutcome {
+    #[default]
+    Refunded,
+    Failed,
+}
+
+/// A refund issueRefund accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EbaySandboxRefund {
+    pub refund_id: String,
+    pub order_id: String,
+    pub reason: String,
+    /// `(lineItemId, cents)` for a line-level refund; empty for an order-level one.
+    pub lines: Vec<(String, i64)>,
+    pub cents: i64,
+    pub currency: String,
+    pub issued: DateTime<Utc>,
+    /// When it leaves `PENDING`.
+    pub settles: DateTime<Utc>,
+    pub outcome: EbayRefundOutcome,
+}
+
+impl EbaySandboxRefund {
+    /// `PENDING`, `REFUNDED` or `FAILED` at `now`.
+    pub fn status(&self, now: DateTime<Utc>) -> &'static str {
+        match (now >= self.settles, self.outcome) {
+            (false, _) => "PENDING",
+            (true, EbayRefundOutcome::Refunded) => "REFUNDED",
+            (true, EbayRefundOutcome::Failed) => "FAILED",
+        }
+    }
+}
+
 /// What the fake holds while it runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct EbayState {
     pub(crate) scenario: EbayScenario,
-    /// Issued access token → expiry.
-    tokens: HashMap<String, DateTime<Utc>>,
+    /// Issued access token → expiry and the scopes granted.
+    tokens: HashMap<String, (DateTime<Utc>, Vec<String>)>,
     issued: u64,
     /// The seller revoked the application: the refresh token is `invalid_grant`.
     refresh_revoked: bool,
+    refunds: Vec<EbaySandboxRefund>,
+    refund_delay: Duration,
+    refund_outcome: EbayRefundOutcome,
+}
+
+impl Default for EbayState {
+    fn default() -> Self {
+        Self::new(EbayScenario::default())
+    }
 }
 
 impl EbayState {
     pub(crate) fn new(scenario: EbayScenario) -> Self {
         Self {
             scenario,
-            ..Self::default()
+            tokens: HashMap::new(),
+            issued: 0,
+            refresh_revoked: false,
+            refunds: Vec::new(),
+            refund_delay: Duration::seconds(60),
+            refund_outcome: EbayRefundOutcome::Refunded,
         }
     }
 }
@@ -457,6 +532,21 @@ impl Sandbox {
     pub fn ebay_tokens_issued(&self) -> u64 {
         lock(&self.shared.ebay).issued
     }
+
+    /// Refunds issueRefund accepted, oldest first (every effect, however answered).
+    pub fn ebay_refunds(&self) -> Vec<EbaySandboxRefund> {
+        lock(&self.shared.ebay).refunds.clone()
+    }
+
+    /// How long a refund stays `PENDING` (sandbox clock), for refunds issued from now.
+    pub fn ebay_set_refund_delay(&self, delay: Duration) {
+        lock(&self.shared.ebay).refund_delay = delay.max(Duration::zero());
+    }
+
+    /// How refunds issued from now end once settled.
+    pub fn ebay_set_refund_outcome(&self, outcome: EbayRefundOutcome) {
+        lock(&self.shared.ebay).refund_outcome = outcome;
+    }
 }
 
 /// The operation a request under `/ebay` is (for the journal and faults), if known.
@@ -465,6 +555,9 @@ pub(crate) fn classify(method: &str, rest: &[&str]) -> Option<&'static str> {
         ("POST", ["identity", "v1", "oauth2", "token"]) => Some(TOKEN),
         ("GET", ["sell", "fulfillment", "v1", "order"]) => Some(GET_ORDERS),
         ("GET", ["sell", "fulfillment", "v1", "order", id]) if !id.is_empty() => Some(GET_ORDER),
+        ("POST", ["sell", "fulfillment", "v1", "order", id, "issue_refund"]) if !id.is_empty() => {
+            Some(ISSUE_REFUND)
+        }
         (
             "GET",
             [
@@ -497,6 +590,10 @@ pub(in crate::sandbox) fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shar
         .route("/ebay/identity/v1/oauth2/token", post(token))
         .route("/ebay/sell/fulfillment/v1/order", get(get_orders))
         .route("/ebay/sell/fulfillment/v1/order/{order_id}", get(get_order))
+        .route(
+            "/ebay/sell/fulfillment/v1/order/{order_id}/issue_refund",
+            post(issue_refund),
+        )
         .route(
             "/ebay/sell/fulfillment/v1/order/{order_id}/shipping_fulfillment",
             get(get_fulfillments),
@@ -656,9 +753,14 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
         state.issued,
         now.timestamp()
     );
+    // No scope asked: every scope the seller granted.
+    let granted: Vec<String> = match form.get("scope") {
+        Some(scope) => scope.split_whitespace().map(str::to_owned).collect(),
+        None => SCOPES.iter().map(|s| (*s).to_owned()).collect(),
+    };
     state.tokens.insert(
         access_token.clone(),
-        now + Duration::seconds(credentials.expires_in),
+        (now + Duration::seconds(credentials.expires_in), granted),
     );
     Json(json!({
         "access_token": access_token,
@@ -670,22 +772,37 @@ async fn token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 
 /// `Err(401)` unless the request carries a live access token.
 fn authorise(shared: &Shared, headers: &HeaderMap) -> Result<(), Refused> {
+    authorise_for(shared, headers, None)
+}
+
+/// `Err(401)` unless the request carries a live access token; `Err(403)` when it was
+/// not granted `scope`.
+fn authorise_for(shared: &Shared, headers: &HeaderMap, scope: Option<&str>) -> Result<(), Refused> {
     let now = shared.now();
     let token = header_text(headers, header::AUTHORIZATION)
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim().to_owned());
-    let valid = token.is_some_and(|t| {
-        lock(&shared.ebay)
-            .tokens
-            .get(&t)
-            .is_some_and(|expires| now < *expires)
-    });
-    if valid {
-        Ok(())
-    } else {
-        Err(Box::new(fault_response(StatusCode::UNAUTHORIZED)))
+    let state = lock(&shared.ebay);
+    let Some((_, granted)) = token
+        .and_then(|t| state.tokens.get(&t))
+        .filter(|(expires, _)| now < *expires)
+    else {
+        return Err(Box::new(fault_response(StatusCode::UNAUTHORIZED)));
+    };
+    if let Some(scope) = scope
+        && !granted.iter().any(|g| g == scope)
+    {
+        return Err(Box::new(error_response(
+            StatusCode::FORBIDDEN,
+            1100,
+            "ACCESS",
+            "REQUEST",
+            "Access denied",
+            &[("scope", scope)],
+        )));
     }
+    Ok(())
 }
 
 /// Standard base64 with padding (HTTP Basic credentials).
@@ -732,13 +849,25 @@ fn address(a: &EbayAddress) -> Value {
 }
 
 /// The order as the contract's `Order`.
-fn render_order(order: &EbayOrder, now: DateTime<Utc>, base: &str) -> Value {
+fn render_order(
+    order: &EbayOrder,
+    refunds: &[EbaySandboxRefund],
+    now: DateTime<Utc>,
+    base: &str,
+) -> Value {
+    let refunds: Vec<&EbaySandboxRefund> =
+        refunds.iter().filter(|r| r.order_id == order.id).collect();
     let currency = order.currency.as_str();
     let created = order.created_at(now);
     let line_cost = |i: &EbayItem| Amount::from_cents(i.price.cents() * i64::from(i.quantity));
     let subtotal: i64 = order.items.iter().map(|i| line_cost(i).cents()).sum();
     let shipping = order.shipping.map_or(0, Amount::cents);
     let total = Amount::from_cents(subtotal + shipping);
+    let refunded: i64 = refunds
+        .iter()
+        .filter(|r| r.status(now) == "REFUNDED")
+        .map(|r| r.cents)
+        .sum();
     let shipped_items: Vec<&str> = order
         .shipments
         .iter()
@@ -791,7 +920,20 @@ fn render_order(order: &EbayOrder, now: DateTime<Utc>, base: &str) -> Value {
                     "shipByDate": iso(ship_by),
                     "guaranteedDelivery": false,
                 },
-                "refunds": [],
+                "refunds": refunds
+                    .iter()
+                    .filter_map(|r| {
+                        let (_, cents) = r.lines.iter().find(|(id, _)| *id == item.id)?;
+                        let mut out = json!({
+                            "refundId": r.refund_id,
+                            "amount": amount(Amount::from_cents(*cents), &r.currency),
+                        });
+                        if r.status(now) == "REFUNDED" {
+                            out["refundDate"] = json!(iso(r.settles));
+                        }
+                        Some(out)
+                    })
+                    .collect::<Vec<_>>(),
             });
             if let Some(sku) = &item.sku {
                 line["sku"] = json!(sku);
@@ -844,7 +986,11 @@ fn render_order(order: &EbayOrder, now: DateTime<Utc>, base: &str) -> Value {
         "creationDate": iso(created),
         "lastModifiedDate": iso(order.modified_at(now)),
         "orderFulfillmentStatus": order.fulfillment_status.as_str(),
-        "orderPaymentStatus": order.payment_status.as_str(),
+        "orderPaymentStatus": match refunded {
+            0 => order.payment_status.as_str(),
+            r if r >= total.cents() => "FULLY_REFUNDED",
+            _ => "PARTIALLY_REFUNDED",
+        },
         "sellerId": "nightdesk_sandbox_seller",
         "buyer": {
             "username": order.buyer.username,
@@ -861,7 +1007,23 @@ fn render_order(order: &EbayOrder, now: DateTime<Utc>, base: &str) -> Value {
         },
         "paymentSummary": {
             "totalDueSeller": amount(total, currency),
-            "refunds": [],
+            "refunds": refunds
+                .iter()
+                .filter(|r| r.lines.is_empty())
+                .map(|r| {
+                    let status = r.status(now);
+                    let mut out = json!({
+                        "refundId": r.refund_id,
+                        "refundStatus": status,
+                        "amount": amount(Amount::from_cents(r.cents), &r.currency),
+                    });
+                    if status == "REFUNDED" {
+                        out["refundDate"] = json!(iso(r.settles));
+                        out["refundReferenceId"] = json!(format!("REF-{}", r.refund_id));
+                    }
+                    out
+                })
+                .collect::<Vec<_>>(),
             "payments": [{
                 "paymentMethod": "EBAY",
                 "paymentReferenceId": format!("SANDBOX-PAY-{}", order.id),
@@ -1041,6 +1203,7 @@ async fn get_orders(
             .into_owned()
             .collect();
     let state = lock(&shared.ebay);
+    let refunds = state.refunds.clone();
     let default_limit = state.scenario.page_size;
     let limit = match params.get("limit") {
         None => default_limit,
@@ -1105,7 +1268,7 @@ async fn get_orders(
         .iter()
         .skip(offset)
         .take(limit as usize)
-        .map(|o| render_order(o, now, &shared.base_url))
+        .map(|o| render_order(o, &refunds, now, &shared.base_url))
         .collect();
     drop(state);
     let link = |offset: usize| {
@@ -1169,9 +1332,204 @@ async fn get_order(
     }
     let now = shared.now();
     match find_order(&shared, &order_id, now) {
-        Some(order) => Json(render_order(&order, now, &shared.base_url)).into_response(),
+        Some(order) => {
+            let refunds = lock(&shared.ebay).refunds.clone();
+            Json(render_order(&order, &refunds, now, &shared.base_url)).into_response()
+        }
         None => unknown_order(&order_id),
     }
+}
+
+/// A positive amount with at most two decimals, in cents.
+fn positive_cents(value: &str) -> Option<i64> {
+    Amount::parse(value)
+        .ok()
+        .map(Amount::cents)
+        .filter(|c| *c > 0)
+}
+
+/// An amount of the request (`SimpleAmount`) in the order's currency, or the error.
+fn requested_amount(amount: &Value, currency: &str) -> Result<i64, Refused> {
+    let value = amount.get("value").and_then(Value::as_str);
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Err(refuse(34906, "The amount value must be specified.", &[]));
+    };
+    let Some(cents) = positive_cents(value) else {
+        return Err(refuse(
+            34907,
+            "The amount value must be positive and within two decimals.",
+            &[("value", value)],
+        ));
+    };
+    match amount.get("currency").and_then(Value::as_str) {
+        None | Some("") => Err(refuse(34908, "The amount currency must be specified.", &[])),
+        Some(c) if c != currency => Err(refuse(
+            34909,
+            "The amount currency isn't correct.",
+            &[("currency", c)],
+        )),
+        Some(_) => Ok(cents),
+    }
+}
+
+/// `POST /ebay/sell/fulfillment/v1/order/{orderId}/issue_refund`.
+async fn issue_refund(
+    State(shared): State<Arc<Shared>>,
+    Path(order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(refused) = authorise_for(&shared, &headers, Some(SCOPE_FINANCES)) {
+        return *refused;
+    }
+    let now = shared.now();
+    let Some(order) = find_order(&shared, &order_id, now) else {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            34913,
+            "API_FULFILLMENT",
+            "REQUEST",
+            "Can not find the order.",
+            &[("orderId", &order_id)],
+        );
+    };
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v @ Value::Object(_)) => v,
+        _ => return request_error(34902, "Request can't be empty.", &[]),
+    };
+    let reason = request
+        .get("reasonForRefund")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !REFUND_REASONS.contains(&reason) {
+        return request_error(
+            34903,
+            "The refund reason must be specified.",
+            &[("reasonForRefund", reason)],
+        );
+    }
+    if request
+        .get("comment")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.chars().count() > 1000)
+    {
+        return request_error(
+            34921,
+            "The comment exceeds the length limit, please make sure it doesn't exceed 1000 characters.",
+            &[],
+        );
+    }
+    if matches!(
+        order.payment_status,
+        PaymentStatus::Pending | PaymentStatus::Failed
+    ) {
+        return error_response(
+            StatusCode::CONFLICT,
+            34929,
+            "API_FULFILLMENT",
+            "REQUEST",
+            "You cannot refund this order yet since the buyer payment has not been processed. Please try again later.",
+            &[],
+        );
+    }
+    let currency = order.currency.clone();
+    let line_cost = |i: &EbayItem| i.price.cents() * i64::from(i.quantity);
+    let total: i64 =
+        order.items.iter().map(line_cost).sum::<i64>() + order.shipping.map_or(0, Amount::cents);
+    let mut state = lock(&shared.ebay);
+    let mine: Vec<&EbaySandboxRefund> = state
+        .refunds
+        .iter()
+        .filter(|r| r.order_id == order.id && r.status(now) != "FAILED")
+        .collect();
+    if mine.iter().any(|r| r.status(now) == "PENDING") {
+        return request_error(
+            34922,
+            "Refund can't be issued while previous refund is processing.",
+            &[],
+        );
+    }
+    let refunded: i64 = mine.iter().map(|r| r.cents).sum();
+    let mut lines = Vec::new();
+    let cents = match (
+        request
+            .get("orderLevelRefundAmount")
+            .filter(|v| !v.is_null()),
+        request
+            .get("refundItems")
+            .and_then(Value::as_array)
+            .filter(|a| !a.is_empty()),
+    ) {
+        (Some(amount), None) => match requested_amount(amount, &currency) {
+            Ok(c) => c,
+            Err(refused) => return *refused,
+        },
+        (None, Some(items)) => {
+            for entry in items {
+                let Some(id) = entry.get("lineItemId").and_then(Value::as_str) else {
+                    return request_error(
+                        34910,
+                        "Either legacyReference or lineItemId must be specified for item level refund.",
+                        &[],
+                    );
+                };
+                let Some(item) = order.items.iter().find(|i| i.id == id) else {
+                    return request_error(
+                        34914,
+                        "Can't find the item in the order.",
+                        &[("lineItemId", id)],
+                    );
+                };
+                let amount = entry.get("refundAmount").cloned().unwrap_or(Value::Null);
+                let cents = match requested_amount(&amount, &currency) {
+                    Ok(c) => c,
+                    Err(refused) => return *refused,
+                };
+                let line_refunded: i64 = mine
+                    .iter()
+                    .flat_map(|r| r.lines.iter())
+                    .filter(|(l, _)| l == id)
+                    .map(|(_, c)| c)
+                    .sum();
+                if line_refunded + cents > line_cost(item) {
+                    return error_response(
+                        StatusCode::CONFLICT,
+                        34924,
+                        "API_FULFILLMENT",
+                        "BUSINESS",
+                        "The item refund amount exceeds the item remaining amount.",
+                        &[("lineItemId", id)],
+                    );
+                }
+                lines.push((id.to_owned(), cents));
+            }
+            lines.iter().map(|(_, c)| c).sum()
+        }
+        _ => {
+            return request_error(
+                34905,
+                "Either orderLevelRefundAmount or refundItems must be specified.",
+                &[],
+            );
+        }
+    };
+    if refunded + cents > total {
+        return request_error(34915, "The refund amount exceeds order amount.", &[]);
+    }
+    let refund_id = format!("5{:09}", state.refunds.len() + 1);
+    let refund = EbaySandboxRefund {
+        refund_id: refund_id.clone(),
+        order_id: order.id.clone(),
+        reason: reason.to_owned(),
+        lines,
+        cents,
+        currency,
+        issued: now,
+        settles: now + state.refund_delay,
+        outcome: state.refund_outcome,
+    };
+    state.refunds.push(refund);
+    Json(json!({ "refundId": refund_id, "refundStatus": "PENDING" })).into_response()
 }
 
 /// `GET /ebay/sell/fulfillment/v1/order/{orderId}/shipping_fulfillment`.

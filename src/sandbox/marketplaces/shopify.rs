@@ -12,6 +12,19 @@
 //! bucket holds gets Shopify's HTTP 200 `THROTTLED` error. A wrong
 //! `X-Shopify-Access-Token` gets HTTP 401.
 //!
+//! Orders carry their payment as one `transactions` entry (`SALE`, `SUCCESS`,
+//! `shopify_payments`) while paid, for refunds to name as `parentId`. `refundCreate`
+//! checks the line items and the amount against what is left to refund and moves
+//! `displayFinancialStatus` to `PARTIALLY_REFUNDED`/`REFUNDED`. `orderCancel` answers a
+//! job (`done: false`) whose cancellation shows on the order once the cancel delay
+//! ([`crate::sandbox::Sandbox::shopify_set_cancel_delay`], none by default) has passed
+//! by the sandbox clock.
+//!
+//! Every request is journaled as `shopify.graphql`; faults may also target one root
+//! field, `shopify.orders`, `shopify.order`, `shopify.refundCreate` or
+//! `shopify.orderCancel` (with `after_effect`, the mutation happens and its answer is
+//! lost), answered in Shopify's `INTERNAL_SERVER_ERROR` shape.
+//!
 //! Written from Shopify's documentation alone: it never uses the connector's types or
 //! parsing, and takes "now" only from the sandbox clock (the bucket refills on tokio's).
 
@@ -240,6 +253,14 @@ pub struct ShopifySandboxRefund {
     pub amount_cents: i64,
 }
 
+/// An `orderCancel` job: the order shows cancelled once `due` has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CancelJob {
+    order_id: String,
+    reason: String,
+    due: DateTime<Utc>,
+}
+
 /// What the fake holds while it runs.
 #[derive(Debug)]
 pub(crate) struct ShopifyState {
@@ -252,6 +273,12 @@ pub(crate) struct ShopifyState {
     /// Idempotency key → the refund's index.
     keys: HashMap<String, usize>,
     next_id: u64,
+    /// How long an `orderCancel` job runs (sandbox clock).
+    cancel_delay: chrono::Duration,
+    /// Jobs whose cancellation is not on the order yet.
+    jobs: Vec<CancelJob>,
+    /// Cancellations `orderCancel` accepted.
+    cancellations: usize,
 }
 
 impl Default for ShopifyState {
@@ -270,6 +297,28 @@ impl ShopifyState {
             refunds: Vec::new(),
             keys: HashMap::new(),
             next_id: 9_000_000,
+            cancel_delay: chrono::Duration::zero(),
+            jobs: Vec::new(),
+            cancellations: 0,
+        }
+    }
+
+    /// Applies the cancellations whose job has finished by `now`.
+    fn settle_jobs(&mut self, now: DateTime<Utc>) {
+        let (due, pending): (Vec<CancelJob>, Vec<CancelJob>) =
+            self.jobs.drain(..).partition(|j| j.due <= now);
+        self.jobs = pending;
+        for job in due {
+            if let Some(order) = self
+                .scenario
+                .orders
+                .iter_mut()
+                .find(|o| gid("Order", o.id) == job.order_id)
+            {
+                order.cancelled = Some(When::At(job.due));
+                order.cancel_reason = Some(job.reason);
+                order.updated = Some(When::At(job.due));
+            }
         }
     }
 
@@ -330,6 +379,17 @@ impl crate::sandbox::Sandbox {
     /// once).
     pub fn shopify_refunds(&self) -> Vec<ShopifySandboxRefund> {
         lock(&self.shared.shopify).refunds.clone()
+    }
+
+    /// How many cancellations `orderCancel` accepted (the effects, not the calls).
+    pub fn shopify_cancellations(&self) -> usize {
+        lock(&self.shared.shopify).cancellations
+    }
+
+    /// How long an `orderCancel` job runs before the order shows cancelled (sandbox
+    /// clock; none by default). Applies to jobs started from now on.
+    pub fn shopify_set_cancel_delay(&self, delay: chrono::Duration) {
+        lock(&self.shared.shopify).cancel_delay = delay.max(chrono::Duration::zero());
     }
 
     /// Changes a Shopify order in place; relative times are measured from now and
@@ -480,6 +540,7 @@ fn order_json(
             "status": f.status,
             "trackingInfo": [{ "company": f.company, "number": f.number, "url": f.url }],
         })).collect::<Vec<_>>(),
+        "transactions": sale_transaction(order, total, currency).into_iter().collect::<Vec<_>>(),
     });
     if let Some(fields) = node.as_object_mut() {
         for (key, value) in &order.raw_overrides {
@@ -487,6 +548,27 @@ fn order_json(
         }
     }
     node
+}
+
+/// The order's payment, while it was taken: what a refund names as its parent.
+fn sale_transaction(order: &ShopifyScenarioOrder, total: i64, currency: &str) -> Option<Value> {
+    let taken = matches!(
+        order.financial_status.as_str(),
+        "PAID" | "PARTIALLY_PAID" | "PARTIALLY_REFUNDED" | "REFUNDED"
+    );
+    taken.then(|| {
+        json!({
+            "id": sale_id(order.id),
+            "kind": "SALE",
+            "status": "SUCCESS",
+            "gateway": "shopify_payments",
+            "amountSet": money(total, currency),
+        })
+    })
+}
+
+fn sale_id(order_id: u64) -> String {
+    gid("OrderTransaction", order_id * 10 + 1)
 }
 
 fn error_body(message: &str, code: &str) -> Value {
@@ -536,6 +618,7 @@ async fn graphql(
 ) -> Response {
     let now = state.now();
     let mut shop = lock(&state.shopify);
+    shop.settle_jobs(now);
     let token = headers
         .get("X-Shopify-Access-Token")
         .and_then(|v| v.to_str().ok());
@@ -591,6 +674,19 @@ async fn graphql(
         ))
         .into_response();
     };
+    // A fault aimed at this root field (the journal names every call shopify.graphql).
+    let fault = lock(&state.faults).take(&format!("shopify.{kind}"), Some(1));
+    let fault_status = fault
+        .as_ref()
+        .and_then(|f| f.status)
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .filter(|s| *s != StatusCode::OK);
+    let after_effect = fault.as_ref().is_some_and(|f| f.after_effect);
+    if let Some(status) = fault_status
+        && !after_effect
+    {
+        return internal_error(status);
+    }
     shop.refill(Instant::now());
     if requested > shop.available {
         shop.throttled += 1;
@@ -699,8 +795,24 @@ async fn graphql(
         _ => (order_cancel(&mut shop, &variables, now), requested),
     };
     shop.available = (shop.available - actual).max(0.0);
+    if let Some(status) = fault_status {
+        // It happened; the answer is lost.
+        return internal_error(status);
+    }
     let cost = shop.cost(requested, Some(actual));
     axum::Json(json!({ "data": data, "extensions": { "cost": cost } })).into_response()
+}
+
+/// Shopify's answer when something broke on its side.
+fn internal_error(status: StatusCode) -> Response {
+    (
+        status,
+        axum::Json(json!({ "errors": [{
+            "message": "Internal error. Looks like something went wrong on our end.",
+            "extensions": { "code": "INTERNAL_SERVER_ERROR" },
+        }] })),
+    )
+        .into_response()
 }
 
 /// The `@idempotent(key: …)` of a mutation: a string literal or a variable.
@@ -757,6 +869,34 @@ fn refund_create(shop: &mut ShopifyState, query: &str, variables: &Map<String, V
         .iter()
         .map(|i| cents(&i.price).unwrap_or(0) * i.quantity)
         .sum();
+    let refund_error = |field: &str, message: &str| {
+        json!({ "refundCreate": { "refund": null, "order": null,
+            "userErrors": user_error(field, message) } })
+    };
+    for line in input
+        .get("refundLineItems")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let id = line
+            .get("lineItemId")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let quantity = line.get("quantity").and_then(Value::as_i64).unwrap_or(0);
+        let found = order
+            .line_items
+            .iter()
+            .enumerate()
+            .find(|(index, _)| gid("LineItem", order.id * 1000 + *index as u64 + 1) == id);
+        match found {
+            None => return refund_error("refundLineItems", "Line item does not exist"),
+            Some((_, item)) if !(1..=item.quantity).contains(&quantity) => {
+                return refund_error("refundLineItems", "Quantity is invalid");
+            }
+            Some(_) => {}
+        }
+    }
     let mut amount_cents = 0;
     for transaction in input
         .get("transactions")
@@ -776,6 +916,11 @@ fn refund_create(shop: &mut ShopifyState, query: &str, variables: &Map<String, V
             return json!({ "refundCreate": { "refund": null, "order": null,
                 "userErrors": user_error("transactions", "Amount is invalid") } });
         };
+        if let Some(parent) = transaction.get("parentId").and_then(Value::as_str)
+            && parent != sale_id(order.id)
+        {
+            return refund_error("transactions", "Parent transaction does not exist");
+        }
         amount_cents += amount;
     }
     let refunded: i64 = shop
@@ -797,6 +942,21 @@ fn refund_create(shop: &mut ShopifyState, query: &str, variables: &Map<String, V
         amount_cents,
     };
     let body = answer(&refund);
+    let refunded_now = refunded + refund.amount_cents;
+    if refund.amount_cents > 0
+        && let Some(order) = shop
+            .scenario
+            .orders
+            .iter_mut()
+            .find(|o| gid("Order", o.id) == refund.order_id)
+    {
+        order.financial_status = if refunded_now >= total {
+            "REFUNDED"
+        } else {
+            "PARTIALLY_REFUNDED"
+        }
+        .to_owned();
+    }
     shop.refunds.push(refund);
     if let Some(key) = key {
         shop.keys.insert(key, shop.refunds.len() - 1);
@@ -832,6 +992,11 @@ fn order_cancel(
     if variables.get("restock").and_then(Value::as_bool).is_none() {
         return errors("restock", "Restock is required", "INVALID");
     }
+    // `refund` (older versions) or `refundMethod` (2025-07 on) says where the money goes.
+    let refund_method = variables.get("refundMethod").filter(|m| m.is_object());
+    if refund_method.is_none() && variables.get("refund").and_then(Value::as_bool).is_none() {
+        return errors("refundMethod", "Refund method is required", "INVALID");
+    }
     let order_id = variables
         .get("orderId")
         .and_then(Value::as_str)
@@ -849,9 +1014,17 @@ fn order_cancel(
     if order.cancelled.is_some() {
         return errors("orderId", "Order has already been cancelled", "INVALID");
     }
-    order.cancelled = Some(When::At(now));
-    order.cancel_reason = Some(reason.to_owned());
-    order.updated = Some(When::At(now));
+    let order_gid = gid("Order", order.id);
+    if shop.jobs.iter().any(|j| j.order_id == order_gid) {
+        return errors("orderId", "Order is already being cancelled", "INVALID");
+    }
+    shop.cancellations += 1;
+    shop.jobs.push(CancelJob {
+        order_id: order_gid,
+        reason: reason.to_owned(),
+        due: now + shop.cancel_delay,
+    });
+    shop.settle_jobs(now);
     json!({ "orderCancel": { "job": { "id": job, "done": false },
         "orderCancelUserErrors": [], "userErrors": [] } })
 }

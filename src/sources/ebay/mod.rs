@@ -82,6 +82,9 @@ pub struct EbaySource {
     page_size: u32,
     window: WindowPolicy,
     api: Arc<EbayApi>,
+    /// The refund executor's client: the same account with `sell.finances` added, its
+    /// own token, so polling keeps working for a seller who never granted refunds.
+    actions_api: Arc<EbayApi>,
 }
 
 /// A shipping fulfillment of an order (getShippingFulfillments): a parcel and its
@@ -148,6 +151,16 @@ impl EbaySource {
             settings.base_url.clone(),
             settings.credentials(),
             vec![api::SCOPE_FULFILLMENT.to_owned()],
+            clock.clone(),
+            retry,
+        )?;
+        let actions_api = EbayApi::new(
+            settings.base_url.clone(),
+            settings.credentials(),
+            vec![
+                api::SCOPE_FULFILLMENT.to_owned(),
+                api::SCOPE_FINANCES.to_owned(),
+            ],
             clock,
             retry,
         )?;
@@ -158,11 +171,22 @@ impl EbaySource {
             page_size: settings.page_size,
             window: settings.window,
             api,
+            actions_api,
         })
     }
 
     pub fn api(&self) -> &Arc<EbayApi> {
         &self.api
+    }
+
+    /// The account's client whose token also carries `sell.finances` (issueRefund).
+    pub fn actions_api(&self) -> &Arc<EbayApi> {
+        &self.actions_api
+    }
+
+    /// The account name (`ebay/<account>` without the prefix).
+    pub fn account(&self) -> &str {
+        &self.account
     }
 
     /// getOrder: one order, mapped (items included).
@@ -251,6 +275,14 @@ impl EbaySource {
         }
         Ok(shipments)
     }
+}
+
+/// getOrder through `api`, as eBay sent it (refunds included): what the refund
+/// executor reads back.
+pub async fn wire_order(api: &EbayApi, order_id: &str) -> Result<orders::WireOrder, UpstreamError> {
+    let url = api.url(&["sell", "fulfillment", "v1", "order", order_id])?;
+    let reply = api.get(GET_ORDER, &url, &[]).await?;
+    reply.json("getOrder response")
 }
 
 /// eBay's timestamp form, `2026-11-22T10:15:00.000Z`.

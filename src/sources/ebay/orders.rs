@@ -195,6 +195,22 @@ pub struct WireLineItem {
     pub purchase_marketplace_id: Option<String>,
     #[serde(default)]
     pub listing_marketplace_id: Option<String>,
+    /// Refunds issued for this line alone (issueRefund with `refundItems`).
+    #[serde(default)]
+    pub refunds: Vec<WireLineItemRefund>,
+}
+
+/// `lineItems[].refunds[]` (the contract's `LineItemRefund`): no status; `refundDate`
+/// appears once the refund was issued.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WireLineItemRefund {
+    #[serde(default)]
+    pub refund_id: Option<String>,
+    #[serde(default)]
+    pub amount: Option<WireAmount>,
+    #[serde(default)]
+    pub refund_date: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

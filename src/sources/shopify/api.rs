@@ -260,11 +260,38 @@ impl ShopifyApi {
         query: &str,
         variables: Value,
     ) -> Result<T, UpstreamError> {
+        self.run(operation, query, variables, self.retry).await
+    }
+
+    /// Like [`Self::execute`], but an answer that is not clear (HTTP 5xx, a timeout, a
+    /// reset) is returned at once instead of sending the request again: for a mutation
+    /// without an idempotency key, whose effect must be read back before any resend.
+    /// `THROTTLED` is still waited out (Shopify ran nothing then).
+    pub async fn execute_once<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        variables: Value,
+    ) -> Result<T, UpstreamError> {
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..self.retry
+        };
+        self.run(operation, query, variables, once).await
+    }
+
+    async fn run<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        query: &str,
+        variables: Value,
+        retry: RetryPolicy,
+    ) -> Result<T, UpstreamError> {
         let body = serde_json::json!({ "query": query, "variables": variables });
         let mut throttled = 0;
         loop {
             self.pacer.acquire(operation).await;
-            let reply = with_retry(self.retry, operation, || async {
+            let reply = with_retry(retry, operation, || async {
                 let request = self
                     .http
                     .post(self.endpoint.clone())

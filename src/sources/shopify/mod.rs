@@ -184,6 +184,16 @@ impl ShopifySource {
         &self.api
     }
 
+    /// The shop's handle (`ridgeline-coffee`).
+    pub fn shop(&self) -> &str {
+        &self.settings.shop
+    }
+
+    /// The config's account name (the key without `shopify/`).
+    pub fn account(&self) -> &str {
+        &self.settings.account
+    }
+
     /// The parcels (fulfillments' tracking numbers) of `order_id` (`#1001`) as last
     /// listed; empty for an order not listed since the start.
     pub fn parcels(&self, order_id: &str) -> Vec<ShopifyParcel> {
