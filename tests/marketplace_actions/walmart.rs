@@ -927,3 +927,83 @@ fn check_gateway_errors(body: &Value) {
         }
     }
 }
+
+/// Crashes at the failpoints (feature `failpoints`): each test process has its own.
+#[cfg(feature = "failpoints")]
+mod crashes {
+    use super::*;
+
+    /// Seconds past the outbox's default lease (300 s).
+    const AFTER_LEASE: i64 = 301;
+
+    fn fail_at(name: &str) {
+        if let Err(e) = fail::cfg(name, "return") {
+            panic!("failpoint {name}: {e}");
+        }
+    }
+
+    fn crashed(
+        result: Result<nightdesk::outbox::ExecutorReport, nightdesk::outbox::ExecutorError>,
+    ) -> bool {
+        matches!(result, Err(nightdesk::outbox::ExecutorError::Crashed(_)))
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_the_record_and_the_send_reads_back_and_sends_once() {
+        for h in harnesses(&scenario()).await {
+            let fp = fail::FailScenario::setup();
+            let d = polled(&h).await;
+            plan(&h, &[action(OPEN, cancel(OPEN, "NoInventory"), "t|cancel")]).await;
+            fail_at("walmart.after_record");
+            assert!(crashed(d.execute_due(&|| false).await), "{}", h.label());
+            fail::remove("walmart.after_record");
+            assert!(calls(&h, CANCEL).is_empty(), "{}", h.label());
+            h.clock.advance(Duration::seconds(AFTER_LEASE));
+            let restarted = daemon(&h);
+            execute(&h, &restarted).await;
+            assert_eq!(row(&h, "t|cancel").await.state, "done", "{}", h.label());
+            assert_eq!(calls(&h, CANCEL).len(), 1, "{}", h.label());
+            assert_eq!(h.sandbox.walmart_cancellations(Some(OPEN)).len(), 2);
+            fp.teardown();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_walmart_acted_adopts_the_effect_instead_of_sending_again() {
+        for h in harnesses(&scenario()).await {
+            let fp = fail::FailScenario::setup();
+            let d = polled(&h).await;
+            plan(
+                &h,
+                &[action(
+                    SHIPPED,
+                    refund(SHIPPED, "CustomerReturn", vec![], None),
+                    "t|refund",
+                )],
+            )
+            .await;
+            fail_at("outbox.after_send");
+            assert!(crashed(d.execute_due(&|| false).await), "{}", h.label());
+            fail::remove("outbox.after_send");
+            assert_eq!(h.sandbox.walmart_refunds(Some(SHIPPED)).len(), 2);
+            h.clock.advance(Duration::seconds(AFTER_LEASE));
+            let restarted = daemon(&h);
+            execute(&h, &restarted).await;
+            assert_eq!(row(&h, "t|refund").await.state, "done", "{}", h.label());
+            assert_eq!(
+                calls(&h, REFUND).len(),
+                1,
+                "{}: never sent again",
+                h.label()
+            );
+            assert_eq!(
+                h.sandbox.walmart_refunds(Some(SHIPPED)).len(),
+                2,
+                "{}: one refund per line",
+                h.label()
+            );
+            assert_eq!(receipt(&h, SHIPPED).await["read_back"], true);
+            fp.teardown();
+        }
+    }
+}
