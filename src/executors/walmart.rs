@@ -859,37 +859,36 @@ impl ActionExecutor for WalmartExecutor {
                 attempt.claim.subject
             )));
         };
-        let intent = Intent::new(attempt.request, &stored)?;
-        let call = intent.call();
         let order = stored.order.id.clone();
         let mut fresh = None;
+        // An earlier submission is settled first: the stored order may already show its
+        // effect, which must not make the checks below refuse what is done.
         if let Some(recorded) = attempt.progress(SUBMITTED).cloned() {
             let Some(earlier) = Submission::recorded(&recorded) else {
                 return Err(ActionError::Unknown(format!(
                     "an earlier attempt's record of the {} of purchase order {order} is unreadable; check it in Seller Center",
-                    call.noun()
+                    attempt.request.kind()
                 )));
             };
+            let noun = earlier.call.noun();
             let Some(current) = self.read(&order, "getAnOrder (read-back)").await? else {
                 return Err(ActionError::Unknown(format!(
-                    "an earlier attempt sent the {} of purchase order {order} without a clear answer, and Walmart no longer shows the order; \
-                     check it in Seller Center",
-                    call.noun()
+                    "an earlier attempt sent the {noun} of purchase order {order} without a clear answer, and Walmart no longer shows the order; \
+                     check it in Seller Center"
                 )));
             };
             match earlier.effect(&current) {
                 Effect::Landed => return Ok(earlier.done(true)),
                 Effect::Partial(detail) => {
                     return Err(ActionError::Unknown(format!(
-                        "an earlier attempt's {} of purchase order {order} took effect on part of it only ({detail}); \
-                         check it in Seller Center",
-                        call.noun()
+                        "an earlier attempt's {noun} of purchase order {order} took effect on part of it only ({detail}); \
+                         check it in Seller Center"
                     )));
                 }
                 Effect::Absent => {
                     tracing::info!(
                         action = attempt.claim.id,
-                        operation = call.operation(),
+                        operation = earlier.call.operation(),
                         "read-back shows no effect of the earlier submission; submitting again"
                     );
                     attempt.record(SUBMITTED, Value::Null).await?;
@@ -897,6 +896,8 @@ impl ActionExecutor for WalmartExecutor {
                 }
             }
         }
+        let intent = Intent::new(attempt.request, &stored)?;
+        let call = intent.call();
         let current = match fresh {
             Some(current) => current,
             None => self
