@@ -13,6 +13,18 @@
 //!   page (the filters travel in it, with `hasMoreElements=true&soIndex=N`).
 //! - `GET /walmart/v3/orders/{purchaseOrderId}` (`walmart.getAnOrder`):
 //!   `GetOrderResponse` (`{"order": …}`).
+//! - `POST /walmart/v3/orders/{purchaseOrderId}/cancel` (`walmart.cancelOrderLines`):
+//!   `orderCancellation` of open (Created or Acknowledged) units, with one of the five
+//!   `cancellationReason`s; the units show as `Cancelled` on later reads. A shipped line
+//!   or more units than are open is a 400.
+//! - `POST /walmart/v3/orders/{purchaseOrderId}/refund` (`walmart.refundOrderLines`):
+//!   `orderRefund` of shipped lines, charges as negative amounts with a `refundReason`
+//!   of the contract's list; more than a charge's price (with what was refunded before)
+//!   is a 400. Later reads show the line's `refund`. Both answer the order as it is now.
+//!
+//! Both actions take effect before the answer is sent, so a fault with `after_effect`
+//! is "Walmart acted but the answer was lost"; [`Sandbox::walmart_refunds`] and
+//! [`Sandbox::walmart_cancellations`] list every effect, once each.
 //!
 //! `WM_SEC.ACCESS_TOKEN`, `WM_QOS.CORRELATION_ID` and `WM_SVC.NAME` are required on the
 //! order calls: a missing one is a 400, an unknown or expired token a 401. Errors are
@@ -321,6 +333,34 @@ impl WalmartScenarioOrder {
     }
 }
 
+/// One refunded charge (`refundOrderLines`), as the sandbox applied it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalmartRefund {
+    pub purchase_order_id: String,
+    pub line_number: String,
+    /// The same for every charge of one refund request's line.
+    pub refund_id: String,
+    pub reason: String,
+    /// `PRODUCT` or `SHIPPING`.
+    pub charge_type: String,
+    pub charge_name: String,
+    /// What was refunded, as a positive amount (the wire writes it negative).
+    pub amount: Amount,
+    pub tax: Amount,
+    pub comments: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Units of one line cancelled by one `cancelOrderLines` call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WalmartCancellation {
+    pub purchase_order_id: String,
+    pub line_number: String,
+    pub quantity: u32,
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
 /// What the fake holds while it runs. `Debug` leaves the live tokens out.
 #[derive(Default)]
 pub(crate) struct WalmartState {
@@ -328,6 +368,9 @@ pub(crate) struct WalmartState {
     /// Issued access tokens and when they expire.
     tokens: HashMap<String, DateTime<Utc>>,
     issued: u64,
+    refunds: Vec<WalmartRefund>,
+    cancellations: Vec<WalmartCancellation>,
+    refund_requests: u64,
 }
 
 impl std::fmt::Debug for WalmartState {
@@ -335,6 +378,8 @@ impl std::fmt::Debug for WalmartState {
         f.debug_struct("WalmartState")
             .field("scenario", &self.scenario)
             .field("issued", &self.issued)
+            .field("refunds", &self.refunds)
+            .field("cancellations", &self.cancellations)
             .finish_non_exhaustive()
     }
 }
@@ -365,6 +410,14 @@ pub(in crate::sandbox) fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shar
         .route("/walmart/v3/token", post(token))
         .route("/walmart/v3/orders", get(get_all_orders))
         .route("/walmart/v3/orders/{purchase_order_id}", get(get_an_order))
+        .route(
+            "/walmart/v3/orders/{purchase_order_id}/cancel",
+            post(cancel_order_lines),
+        )
+        .route(
+            "/walmart/v3/orders/{purchase_order_id}/refund",
+            post(refund_order_lines),
+        )
 }
 
 /// One error in the contract's `GatewayError` shape.
@@ -587,7 +640,11 @@ fn quantity(n: u32) -> Value {
 }
 
 /// A purchase order in the contract's shape (`PurchaseOrderTypeV3`).
-fn order_json(order: &WalmartScenarioOrder, now: DateTime<Utc>) -> Value {
+fn order_json(
+    order: &WalmartScenarioOrder,
+    refunds: &[WalmartRefund],
+    now: DateTime<Utc>,
+) -> Value {
     let ordered = order.ordered(now);
     let modified = order.modified(now);
     let address = &order.ship_to;
@@ -609,7 +666,14 @@ fn order_json(order: &WalmartScenarioOrder, now: DateTime<Utc>) -> Value {
         .enumerate()
         .map(|(index, line)| {
             total_cents += line.price.cents() + line.tax.cents() + line.shipping.cents();
-            line_json(order, line, index + 1, modified, now)
+            let number = (index + 1).to_string();
+            let of_line: Vec<&WalmartRefund> = refunds
+                .iter()
+                .filter(|r| {
+                    r.purchase_order_id == order.purchase_order_id && r.line_number == number
+                })
+                .collect();
+            line_json(order, line, index + 1, &of_line, modified, now)
         })
         .collect();
     let email = order.customer_email.clone().unwrap_or_else(|| {
@@ -642,6 +706,7 @@ fn line_json(
     order: &WalmartScenarioOrder,
     line: &WalmartScenarioLine,
     number: usize,
+    refunds: &[&WalmartRefund],
     modified: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Value {
@@ -717,7 +782,41 @@ fn line_json(
     {
         map.insert("intentToCancel".into(), json!("true"));
     }
+    if let (Some(last), Some(map)) = (refunds.last(), value.as_object_mut()) {
+        map.insert("refund".into(), refund_json(last, refunds));
+    }
     value
+}
+
+/// A line's `refund` (`RefundType`): every refunded charge so far, the latest refund's
+/// id and comments.
+fn refund_json(last: &WalmartRefund, refunds: &[&WalmartRefund]) -> Value {
+    let charges: Vec<Value> = refunds
+        .iter()
+        .map(|r| {
+            let mut charge = json!({
+                "chargeType": r.charge_type,
+                "chargeName": r.charge_name,
+                "chargeAmount": {"currency": "USD", "amount": money(Amount::from_cents(-r.amount.cents()))},
+            });
+            if r.tax.cents() != 0
+                && let Some(map) = charge.as_object_mut()
+            {
+                map.insert(
+                    "tax".into(),
+                    json!({"taxName": "Tax1", "taxAmount": {"currency": "USD", "amount": money(Amount::from_cents(-r.tax.cents()))}}),
+                );
+            }
+            json!({"refundReason": r.reason, "charge": charge})
+        })
+        .collect();
+    let mut refund = Map::new();
+    refund.insert("refundId".into(), json!(last.refund_id));
+    if let Some(comments) = &last.comments {
+        refund.insert("refundComments".into(), json!(comments));
+    }
+    refund.insert("refundCharges".into(), json!({"refundCharge": charges}));
+    Value::Object(refund)
 }
 
 /// The listing's filters, read from the query (a first call's or a cursor's).
@@ -882,7 +981,7 @@ async fn get_all_orders(
         .iter()
         .skip(filters.offset)
         .take(per_page)
-        .map(|o| order_json(o, now))
+        .map(|o| order_json(o, &state.refunds, now))
         .collect();
     let next = filters.offset + per_page;
     let mut meta = json!({"totalCount": total, "limit": per_page});
@@ -911,7 +1010,9 @@ async fn get_an_order(
         .iter()
         .find(|o| o.purchase_order_id == purchase_order_id && o.ordered(now) <= now)
     {
-        Some(order) => Json(json!({"order": order_json(order, now)})).into_response(),
+        Some(order) => {
+            Json(json!({"order": order_json(order, &state.refunds, now)})).into_response()
+        }
         None => errors(
             StatusCode::NOT_FOUND,
             "CONTENT_NOT_FOUND.GMP_ORDER_API",
@@ -921,10 +1022,506 @@ async fn get_an_order(
     }
 }
 
+/// `cancellationReason`s the contract lists.
+pub const CANCELLATION_REASONS: [&str; 5] = [
+    "CUSTOMER_REQUESTED_SELLER_TO_CANCEL",
+    "SELLER_CANCEL_PRICING_ERROR",
+    "SELLER_CANCEL_OUT_OF_STOCK",
+    "SELLER_CANCEL_FRAUD_STOP_SHIPMENT",
+    "SELLER_CANCEL_ADDRESS_NOT_SERVICEABLE",
+];
+
+/// `refundReason`s the contract lists.
+pub const REFUND_REASONS: [&str; 22] = [
+    "BillingError",
+    "TaxExemptCustomer",
+    "ItemNotAsAdvertised",
+    "IncorrectItemReceived",
+    "CancelledYetShipped",
+    "ItemNotReceivedByCustomer",
+    "IncorrectShippingPrice",
+    "DamagedItem",
+    "DefectiveItem",
+    "CustomerChangedMind",
+    "CustomerReceivedItemLate",
+    "Missing Parts / Instructions",
+    "Finance -> Goodwill",
+    "Finance -> Rollback",
+    "Buyer canceled",
+    "Customer returned item",
+    "General adjustment",
+    "Merchandise not received",
+    "Quality -> Missing Parts / Instructions",
+    "Shipping & Delivery -> Damaged",
+    "Shipping & Delivery -> Shipping Price Discrepancy",
+    "Others",
+];
+
+/// A request body the order actions refuse: (field, why).
+type BadBody = (String, String);
+
+fn bad_body(field: &str, why: impl Into<String>) -> BadBody {
+    (field.to_owned(), why.into())
+}
+
+fn invalid_content((field, why): BadBody) -> Response {
+    errors(
+        StatusCode::BAD_REQUEST,
+        "INVALID_REQUEST_CONTENT.GMP_ORDER_API",
+        &field,
+        &why,
+    )
+}
+
+fn no_such_order() -> Response {
+    errors(
+        StatusCode::NOT_FOUND,
+        "CONTENT_NOT_FOUND.GMP_ORDER_API",
+        "purchaseOrderId",
+        "Requested content could not be found.",
+    )
+}
+
+/// The array at `pointer`, refused when it is missing or empty.
+fn non_empty_array<'a>(
+    value: &'a Value,
+    pointer: &str,
+    field: &str,
+) -> Result<&'a Vec<Value>, BadBody> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .filter(|items| !items.is_empty())
+        .ok_or_else(|| bad_body(field, format!("{field} must be a non-empty array")))
+}
+
+/// The index of line `lineNumber` of `order`.
+fn line_index(order: &WalmartScenarioOrder, line: &Value) -> Result<usize, BadBody> {
+    let number = line
+        .get("lineNumber")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad_body("lineNumber", "every orderLine needs its lineNumber as text"))?;
+    number
+        .trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=order.lines.len()).contains(n))
+        .map(|n| n - 1)
+        .ok_or_else(|| {
+            bad_body(
+                "lineNumber",
+                format!(
+                    "purchase order {} has no line {number}",
+                    order.purchase_order_id
+                ),
+            )
+        })
+}
+
+/// Units of a line still open (Created or Acknowledged).
+fn open_units(line: &WalmartScenarioLine) -> u32 {
+    if matches!(line.status.as_str(), "Created" | "Acknowledged") {
+        line.quantity - line.cancelled_quantity
+    } else {
+        0
+    }
+}
+
+/// Units of a line that left the seller.
+fn shipped_units(line: &WalmartScenarioLine) -> u32 {
+    if matches!(line.status.as_str(), "Shipped" | "Delivered" | "Refund") {
+        line.quantity - line.cancelled_quantity
+    } else {
+        0
+    }
+}
+
+/// What a cancellation asks: (line index, units, reason), checked against the order.
+fn cancellation(
+    request: &Value,
+    order: &WalmartScenarioOrder,
+) -> Result<Vec<(usize, u32, String)>, BadBody> {
+    let lines = non_empty_array(
+        request,
+        "/orderCancellation/orderLines/orderLine",
+        "orderCancellation.orderLines.orderLine",
+    )?;
+    let mut asked: Vec<(usize, u32, String)> = Vec::new();
+    for line in lines {
+        let index = line_index(order, line)?;
+        let statuses = non_empty_array(
+            line,
+            "/orderLineStatuses/orderLineStatus",
+            "orderLineStatuses.orderLineStatus",
+        )?;
+        for status in statuses {
+            if status.get("status").and_then(Value::as_str) != Some("Cancelled") {
+                return Err(bad_body("status", "status must be Cancelled"));
+            }
+            let reason = status
+                .get("cancellationReason")
+                .and_then(Value::as_str)
+                .filter(|r| CANCELLATION_REASONS.contains(r))
+                .ok_or_else(|| {
+                    bad_body(
+                        "cancellationReason",
+                        format!("cancellationReason must be one of {CANCELLATION_REASONS:?}"),
+                    )
+                })?;
+            let unit = status
+                .pointer("/statusQuantity/unitOfMeasurement")
+                .and_then(Value::as_str);
+            if !matches!(unit, Some("EACH" | "EA")) {
+                return Err(bad_body(
+                    "statusQuantity.unitOfMeasurement",
+                    "unitOfMeasurement must be EACH or EA",
+                ));
+            }
+            let units = status
+                .pointer("/statusQuantity/amount")
+                .and_then(Value::as_str)
+                .and_then(|a| a.trim().parse::<u32>().ok())
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| {
+                    bad_body(
+                        "statusQuantity.amount",
+                        "statusQuantity.amount must be a whole number of units, at least 1",
+                    )
+                })?;
+            asked.push((index, units, reason.to_owned()));
+        }
+    }
+    for (index, line) in order.lines.iter().enumerate() {
+        let units: u32 = asked
+            .iter()
+            .filter(|(i, ..)| *i == index)
+            .map(|(_, n, _)| n)
+            .sum();
+        if units == 0 {
+            continue;
+        }
+        if shipped_units(line) > 0 {
+            return Err(bad_body(
+                "lineNumber",
+                format!(
+                    "line {} is {}: it cannot be cancelled",
+                    index + 1,
+                    line.status
+                ),
+            ));
+        }
+        let open = open_units(line);
+        if units > open {
+            return Err(bad_body(
+                "statusQuantity.amount",
+                format!(
+                    "line {} has {open} unit(s) open to cancel, not {units}",
+                    index + 1
+                ),
+            ));
+        }
+    }
+    Ok(asked)
+}
+
+/// `POST /walmart/v3/orders/{purchaseOrderId}/cancel`.
+async fn cancel_order_lines(
+    State(shared): State<Arc<Shared>>,
+    Path(purchase_order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refuse(&shared, &headers) {
+        return refused;
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return invalid_content(bad_body("orderCancellation", "the body is not JSON"));
+    };
+    let now = shared.now();
+    let mut state = lock(&shared.walmart);
+    let Some(index) = state
+        .scenario
+        .orders
+        .iter()
+        .position(|o| o.purchase_order_id == purchase_order_id && o.ordered(now) <= now)
+    else {
+        return no_such_order();
+    };
+    let asked = match cancellation(&request, &state.scenario.orders[index]) {
+        Ok(asked) => asked,
+        Err(bad) => return invalid_content(bad),
+    };
+    let mut done = Vec::new();
+    let order = &mut state.scenario.orders[index];
+    for (line_index, units, reason) in asked {
+        if let Some(line) = order.lines.get_mut(line_index) {
+            line.cancelled_quantity += units;
+            line.cancellation_reason = Some(reason.clone());
+            if line.cancelled_quantity >= line.quantity {
+                line.status = "Cancelled".to_owned();
+            }
+            line.status_date = Some(When::At(now));
+        }
+        done.push(WalmartCancellation {
+            purchase_order_id: purchase_order_id.clone(),
+            line_number: (line_index + 1).to_string(),
+            quantity: units,
+            reason,
+            at: now,
+        });
+    }
+    order.last_modified = Some(When::At(now));
+    state.cancellations.extend(done);
+    let state = &*state;
+    let answer = order_json(&state.scenario.orders[index], &state.refunds, now);
+    Json(json!({"order": answer})).into_response()
+}
+
+/// A refund charge's amount: a JSON number, negative, at most two decimals; its size.
+fn refund_amount(value: Option<&Value>, field: &str) -> Result<Amount, BadBody> {
+    let amount = match value {
+        Some(Value::Number(number)) => Amount::parse(&number.to_string()).ok(),
+        _ => None,
+    }
+    .ok_or_else(|| bad_body(field, format!("{field} must be an amount like -9.99")))?;
+    if amount.cents() > 0 {
+        return Err(bad_body(field, format!("{field} of a refund is negative")));
+    }
+    Ok(Amount::from_cents(-amount.cents()))
+}
+
+fn usd(value: Option<&Value>, field: &str) -> Result<(), BadBody> {
+    match value.and_then(Value::as_str) {
+        Some("USD") => Ok(()),
+        _ => Err(bad_body(field, "this seller's charges are in USD")),
+    }
+}
+
+/// One charge a refund asks for, before it is applied.
+struct AskedCharge {
+    line: usize,
+    reason: String,
+    charge_type: String,
+    charge_name: String,
+    amount: Amount,
+    tax: Amount,
+    comments: Option<String>,
+}
+
+/// What a refund asks, checked against the order and what was refunded before.
+fn refund_request(
+    request: &Value,
+    order: &WalmartScenarioOrder,
+    before: &[WalmartRefund],
+) -> Result<Vec<AskedCharge>, BadBody> {
+    let named = request
+        .pointer("/orderRefund/purchaseOrderId")
+        .and_then(Value::as_str);
+    if named != Some(order.purchase_order_id.as_str()) {
+        return Err(bad_body(
+            "purchaseOrderId",
+            "orderRefund.purchaseOrderId must be the purchase order of the path",
+        ));
+    }
+    let lines = non_empty_array(
+        request,
+        "/orderRefund/orderLines/orderLine",
+        "orderRefund.orderLines.orderLine",
+    )?;
+    let mut asked = Vec::new();
+    for line in lines {
+        let index = line_index(order, line)?;
+        let Some(scenario_line) = order.lines.get(index) else {
+            return Err(bad_body("lineNumber", "no such line"));
+        };
+        if shipped_units(scenario_line) == 0 {
+            return Err(bad_body(
+                "lineNumber",
+                format!(
+                    "line {} is {}: only shipped lines are refunded (cancel it instead)",
+                    index + 1,
+                    scenario_line.status
+                ),
+            ));
+        }
+        match line.get("isFullRefund") {
+            None | Some(Value::Bool(_)) => {}
+            Some(_) => return Err(bad_body("isFullRefund", "isFullRefund is true or false")),
+        }
+        for refund in non_empty_array(line, "/refunds/refund", "refunds.refund")? {
+            let comments = match refund.get("refundComments") {
+                None => None,
+                Some(Value::String(text)) => Some(text.clone()),
+                Some(_) => return Err(bad_body("refundComments", "refundComments is text")),
+            };
+            for charge in non_empty_array(
+                refund,
+                "/refundCharges/refundCharge",
+                "refundCharges.refundCharge",
+            )? {
+                let reason = charge
+                    .get("refundReason")
+                    .and_then(Value::as_str)
+                    .filter(|r| REFUND_REASONS.contains(r))
+                    .ok_or_else(|| {
+                        bad_body(
+                            "refundReason",
+                            format!("refundReason must be one of {REFUND_REASONS:?}"),
+                        )
+                    })?;
+                let charge_type = charge
+                    .pointer("/charge/chargeType")
+                    .and_then(Value::as_str)
+                    .filter(|t| matches!(*t, "PRODUCT" | "SHIPPING"))
+                    .ok_or_else(|| bad_body("chargeType", "chargeType is PRODUCT or SHIPPING"))?;
+                let charge_name = charge
+                    .pointer("/charge/chargeName")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.trim().is_empty())
+                    .ok_or_else(|| bad_body("chargeName", "every charge needs its chargeName"))?;
+                usd(
+                    charge.pointer("/charge/chargeAmount/currency"),
+                    "chargeAmount.currency",
+                )?;
+                let amount = refund_amount(
+                    charge.pointer("/charge/chargeAmount/amount"),
+                    "chargeAmount.amount",
+                )?;
+                let tax = match charge.pointer("/charge/tax") {
+                    None => Amount::default(),
+                    Some(tax) => {
+                        if tax.get("taxName").and_then(Value::as_str).is_none() {
+                            return Err(bad_body("taxName", "a tax needs its taxName"));
+                        }
+                        usd(tax.pointer("/taxAmount/currency"), "taxAmount.currency")?;
+                        refund_amount(tax.pointer("/taxAmount/amount"), "taxAmount.amount")?
+                    }
+                };
+                asked.push(AskedCharge {
+                    line: index,
+                    reason: reason.to_owned(),
+                    charge_type: charge_type.to_owned(),
+                    charge_name: charge_name.to_owned(),
+                    amount,
+                    tax,
+                    comments: comments.clone(),
+                });
+            }
+        }
+    }
+    // No charge is refunded beyond what was paid for it.
+    for (index, line) in order.lines.iter().enumerate() {
+        let number = (index + 1).to_string();
+        for (charge_type, paid, paid_tax) in [
+            ("PRODUCT", line.price, line.tax),
+            ("SHIPPING", line.shipping, Amount::default()),
+        ] {
+            let earlier = before.iter().filter(|r| {
+                r.purchase_order_id == order.purchase_order_id
+                    && r.line_number == number
+                    && r.charge_type == charge_type
+            });
+            let now = asked
+                .iter()
+                .filter(|a| a.line == index && a.charge_type == charge_type);
+            let amount: i64 = earlier.clone().map(|r| r.amount.cents()).sum::<i64>()
+                + now.clone().map(|a| a.amount.cents()).sum::<i64>();
+            let tax: i64 = earlier.map(|r| r.tax.cents()).sum::<i64>()
+                + now.map(|a| a.tax.cents()).sum::<i64>();
+            if amount > paid.cents() || tax > paid_tax.cents() {
+                return Err(bad_body(
+                    "chargeAmount.amount",
+                    format!(
+                        "line {number}: refunds of {charge_type} would come to {} (tax {}), more than the {paid} (tax {paid_tax}) charged",
+                        Amount::from_cents(amount),
+                        Amount::from_cents(tax)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(asked)
+}
+
+/// `POST /walmart/v3/orders/{purchaseOrderId}/refund`.
+async fn refund_order_lines(
+    State(shared): State<Arc<Shared>>,
+    Path(purchase_order_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refuse(&shared, &headers) {
+        return refused;
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return invalid_content(bad_body("orderRefund", "the body is not JSON"));
+    };
+    let now = shared.now();
+    let mut state = lock(&shared.walmart);
+    let Some(index) = state
+        .scenario
+        .orders
+        .iter()
+        .position(|o| o.purchase_order_id == purchase_order_id && o.ordered(now) <= now)
+    else {
+        return no_such_order();
+    };
+    let asked = match refund_request(&request, &state.scenario.orders[index], &state.refunds) {
+        Ok(asked) => asked,
+        Err(bad) => return invalid_content(bad),
+    };
+    state.refund_requests += 1;
+    let request_number = state.refund_requests;
+    for charge in asked {
+        let line_number = (charge.line + 1).to_string();
+        state.refunds.push(WalmartRefund {
+            purchase_order_id: purchase_order_id.clone(),
+            refund_id: format!("{purchase_order_id}-{line_number}-{request_number}"),
+            line_number,
+            reason: charge.reason,
+            charge_type: charge.charge_type,
+            charge_name: charge.charge_name,
+            amount: charge.amount,
+            tax: charge.tax,
+            comments: charge.comments,
+            at: now,
+        });
+    }
+    if let Some(order) = state.scenario.orders.get_mut(index) {
+        order.last_modified = Some(When::At(now));
+    }
+    let state = &*state;
+    let answer = order_json(&state.scenario.orders[index], &state.refunds, now);
+    Json(json!({"order": answer})).into_response()
+}
+
 impl Sandbox {
     /// Walmart's purchase orders as the sandbox holds them now (times absolute).
     pub fn walmart_orders(&self) -> Vec<WalmartScenarioOrder> {
         lock(&self.shared.walmart).scenario.orders.clone()
+    }
+
+    /// Refunded charges (`refundOrderLines`), oldest first; all orders or one.
+    pub fn walmart_refunds(&self, purchase_order_id: Option<&str>) -> Vec<WalmartRefund> {
+        lock(&self.shared.walmart)
+            .refunds
+            .iter()
+            .filter(|r| purchase_order_id.is_none_or(|id| r.purchase_order_id == id))
+            .cloned()
+            .collect()
+    }
+
+    /// Lines cancelled (`cancelOrderLines`), oldest first; all orders or one.
+    pub fn walmart_cancellations(
+        &self,
+        purchase_order_id: Option<&str>,
+    ) -> Vec<WalmartCancellation> {
+        lock(&self.shared.walmart)
+            .cancellations
+            .iter()
+            .filter(|c| purchase_order_id.is_none_or(|id| c.purchase_order_id == id))
+            .cloned()
+            .collect()
     }
 
     /// Forgets every Walmart access token issued so far, as if they had expired.

@@ -4,7 +4,7 @@
 //! fetched again once when a call answers 401; Walmart's required headers on every call
 //! (`WM_SEC.ACCESS_TOKEN`, `WM_QOS.CORRELATION_ID` — a fresh GUID per request —,
 //! `WM_SVC.NAME`, `Accept: application/json`); 429 and 5xx retried with backoff, 400 and
-//! 404 not.
+//! 404 not, and calls with an effect ([`WalmartApi::call_once`]) never retried here.
 //!
 //! Error answers keep Walmart's `errors[{code, field, description, info, severity,
 //! category, causes}]` in the error's summary. Never in an error, a log line or `Debug`:
@@ -344,6 +344,24 @@ impl WalmartApi {
             }
         })
         .await
+    }
+
+    /// `method url` with `body` as JSON, sent once: for calls with an effect (cancel,
+    /// refund), which must never be repeated in the call, since a 5xx or a timeout may
+    /// come after Walmart acted. Only a 401 is sent again, with a new token (a refused
+    /// token means nothing was done). The 2xx answer, or the error.
+    pub async fn call_once(
+        &self,
+        method: Method,
+        url: &Url,
+        body: Option<&Value>,
+    ) -> Result<Reply, UpstreamError> {
+        let reply = self.send_once(&method, url, body).await?;
+        if reply.status.is_success() {
+            Ok(reply)
+        } else {
+            Err(self.error(&reply))
+        }
     }
 
     /// Like [`WalmartApi::call`], but a 404 with Walmart's `CONTENT_NOT_FOUND` is

@@ -13,7 +13,7 @@ pub mod api;
 pub mod orders;
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -90,7 +90,8 @@ pub struct WalmartSource {
     schedule: Schedule,
     page_size: u32,
     clock: SharedClock,
-    api: WalmartApi,
+    /// Shared with the account's executor (one token cache for both).
+    api: Arc<WalmartApi>,
     seen: Mutex<Seen>,
 }
 
@@ -101,6 +102,22 @@ impl std::fmt::Debug for WalmartSource {
             .field("api", &self.api)
             .finish_non_exhaustive()
     }
+}
+
+/// One purchase order of `account`, read now (`getAnOrder`, retried like every read);
+/// `None` when Walmart has no such order. The order source and the executor both read
+/// with it.
+pub async fn read_order(
+    api: &WalmartApi,
+    account: &str,
+    purchase_order_id: &str,
+) -> Result<Option<WalmartOrder>, UpstreamError> {
+    let url = api.url(&["v3", "orders", purchase_order_id])?;
+    let Some(reply) = api.call_found(GET_AN_ORDER, Method::GET, &url).await? else {
+        return Ok(None);
+    };
+    let body: orders::OrderResponse = reply.json("Walmart getAnOrder response")?;
+    orders::parse_order(body.order, account).map(Some)
 }
 
 fn iso(t: DateTime<Utc>) -> String {
@@ -127,13 +144,19 @@ impl WalmartSource {
             schedule: settings.schedule,
             page_size: settings.page_size.clamp(1, MAX_PAGE_SIZE),
             clock,
-            api,
+            api: Arc::new(api),
             seen: Mutex::new(Seen::default()),
         })
     }
 
-    pub fn api(&self) -> &WalmartApi {
+    /// The account's API client, shared with whoever acts on the account.
+    pub fn api(&self) -> &Arc<WalmartApi> {
         &self.api
+    }
+
+    /// The configured account's name (`<account>` of `walmart/<account>`).
+    pub fn account(&self) -> &str {
+        &self.account
     }
 
     fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
@@ -145,23 +168,8 @@ impl WalmartSource {
         &self,
         purchase_order_id: &str,
     ) -> Result<Option<WalmartOrder>, SourceError> {
-        let url = self
-            .api
-            .url(&["v3", "orders", purchase_order_id])
-            .map_err(SourceError::upstream(GET_AN_ORDER))?;
-        let Some(reply) = self
-            .api
-            .call_found(GET_AN_ORDER, Method::GET, &url)
+        read_order(&self.api, &self.account, purchase_order_id)
             .await
-            .map_err(SourceError::upstream(GET_AN_ORDER))?
-        else {
-            return Ok(None);
-        };
-        let body: orders::OrderResponse = reply
-            .json("Walmart getAnOrder response")
-            .map_err(SourceError::upstream(GET_AN_ORDER))?;
-        orders::parse_order(body.order, &self.account)
-            .map(Some)
             .map_err(SourceError::upstream(GET_AN_ORDER))
     }
 

@@ -134,6 +134,29 @@ struct WireOrderLine {
     seller_order_id: Option<String>,
     #[serde(default)]
     fulfillment: Option<WireFulfillment>,
+    /// What was refunded on the line so far (`RefundType`).
+    #[serde(default)]
+    refund: Option<WireRefund>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRefund {
+    #[serde(default)]
+    refund_charges: Option<WireRefundCharges>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRefundCharges {
+    #[serde(default)]
+    refund_charge: Vec<WireRefundCharge>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRefundCharge {
+    charge: WireCharge,
 }
 
 #[derive(Debug, Deserialize)]
@@ -349,6 +372,9 @@ pub struct WalmartOrder {
     pub tracking: Vec<LineTracking>,
     /// Each line's units per status, by line number.
     pub line_statuses: BTreeMap<String, Vec<(LineStatus, i64)>>,
+    /// The `PRODUCT` charges refunded so far on each line that has a refund, in cents
+    /// (Walmart writes refunds as negative amounts; these are their sizes).
+    pub refunded: BTreeMap<String, i64>,
 }
 
 fn malformed(what: &str, reason: impl Into<String>) -> UpstreamError {
@@ -505,6 +531,7 @@ fn map_order(wire: WireOrder, account: &str, what: &str) -> Result<WalmartOrder,
     let mut items = Vec::new();
     let mut tracking = Vec::new();
     let mut line_statuses = BTreeMap::new();
+    let mut refunded = BTreeMap::new();
     let mut all_units = Vec::new();
     let mut total = Sum::default();
     let mut seller_order_ids = Vec::new();
@@ -579,6 +606,18 @@ fn map_order(wire: WireOrder, account: &str, what: &str) -> Result<WalmartOrder,
                 its_tax.add(&line_what, &t.tax_amount)?;
                 total.add(&line_what, &t.tax_amount)?;
             }
+        }
+        if let Some(refund) = &line.refund {
+            let mut product = Sum::default();
+            for refund_charge in refund
+                .refund_charges
+                .iter()
+                .flat_map(|c| c.refund_charge.iter())
+                .filter(|c| c.charge.charge_type.trim() == "PRODUCT")
+            {
+                product.add(&line_what, &refund_charge.charge.charge_amount)?;
+            }
+            refunded.insert(line.line_number.clone(), product.cents.saturating_abs());
         }
         let intent_to_cancel = line
             .intent_to_cancel
@@ -718,6 +757,7 @@ fn map_order(wire: WireOrder, account: &str, what: &str) -> Result<WalmartOrder,
         customer_order_id: wire.customer_order_id.trim().to_owned(),
         tracking,
         line_statuses,
+        refunded,
     })
 }
 
@@ -868,6 +908,29 @@ mod tests {
         bad["orderLines"]["orderLine"][0]["charges"]["charge"][0]["chargeAmount"]["currency"] =
             json!("usd");
         assert!(parse_order(bad, "us").is_err());
+    }
+
+    #[test]
+    fn refunds_on_a_line_are_summed_as_positive_product_cents() -> Result<(), UpstreamError> {
+        assert!(parse_order(example(), "us")?.refunded.is_empty());
+        let mut refunded = example();
+        // The contract's refundOrderLines example answer: product and shipping refunded.
+        refunded["orderLines"]["orderLine"][0]["refund"] = json!({"refundCharges": {"refundCharge": [
+            {"refundReason": "BillingError", "charge": {"chargeType": "PRODUCT", "chargeName": "Billing Error",
+             "chargeAmount": {"currency": "USD", "amount": -4.99}}},
+            {"refundReason": "BillingError", "charge": {"chargeType": "SHIPPING", "chargeName": "Billing Error",
+             "chargeAmount": {"currency": "USD", "amount": -2}}},
+            {"refundReason": "Others", "charge": {"chargeType": "PRODUCT", "chargeName": "ItemPrice",
+             "chargeAmount": {"currency": "USD", "amount": -0.01},
+             "tax": {"taxName": "Tax1", "taxAmount": {"currency": "USD", "amount": -0.34}}}}
+        ]}});
+        let mapped = parse_order(refunded, "us")?;
+        assert_eq!(mapped.refunded.get("1"), Some(&500));
+        let mut broken = example();
+        broken["orderLines"]["orderLine"][0]["refund"] =
+            json!({"refundCharges": {"refundCharge": [{"refundReason": "Others"}]}});
+        assert!(parse_order(broken, "us").is_err());
+        Ok(())
     }
 
     #[test]
