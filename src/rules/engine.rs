@@ -332,9 +332,12 @@ fn refund(
     let Some(reason) = reason else {
         return Err(runtime("refund needs a reason"));
     };
-    if let Some(problem) =
-        reasons::unknown("refund reason", &reason, reasons::AMAZON_REFUND_REASONS)
-    {
+    if let Some(problem) = reasons::unknown_reason(
+        "refund reason",
+        &reason,
+        reasons::AMAZON_REFUND_REASONS,
+        &reasons::OTHER_REFUND_REASONS,
+    ) {
         return Err(runtime(problem));
     }
     request(
@@ -388,8 +391,12 @@ fn cancel(
             "order {id} is {status}: only unshipped orders can be cancelled"
         )));
     }
-    if let Some(problem) = reasons::unknown("cancel reason", reason, reasons::AMAZON_CANCEL_REASONS)
-    {
+    if let Some(problem) = reasons::unknown_reason(
+        "cancel reason",
+        reason,
+        reasons::AMAZON_CANCEL_REASONS,
+        &reasons::OTHER_CANCEL_REASONS,
+    ) {
         return Err(runtime(problem));
     }
     request(

@@ -53,6 +53,42 @@ pub const AMAZON_MESSAGE_TYPES: &[&str] = &[
     "unexpectedProblem",
 ];
 
+/// The other marketplaces' own cancel reasons. A rule may name one of these for an order
+/// of that marketplace, or Amazon's, which every marketplace's executor maps to its own.
+pub const OTHER_CANCEL_REASONS: [(&str, &[&str]); 3] = [
+    ("Shopify", crate::executors::shopify::CANCEL_REASONS),
+    ("eBay", crate::executors::ebay::CANCEL_REASONS),
+    ("Walmart", crate::executors::walmart::CANCEL_REASONS),
+];
+
+/// The other marketplaces' own refund reasons (see [`OTHER_CANCEL_REASONS`]).
+pub const OTHER_REFUND_REASONS: [(&str, &[&str]); 3] = [
+    ("Shopify", crate::executors::shopify::REFUND_REASONS),
+    ("eBay", crate::executors::ebay::REFUND_REASONS),
+    ("Walmart", crate::executors::walmart::REFUND_REASONS),
+];
+
+/// Why `value` is neither one of Amazon's reasons (`amazon`) nor another marketplace's
+/// own (`others`), or `None` if it is one of them.
+pub fn unknown_reason(
+    what: &str,
+    value: &str,
+    amazon: &[&str],
+    others: &[(&str, &[&str])],
+) -> Option<String> {
+    if amazon.contains(&value) || others.iter().any(|(_, list)| list.contains(&value)) {
+        return None;
+    }
+    let mut text = format!(
+        "unknown {what} {value:?}; Amazon's (mapped on every marketplace) are: {}",
+        amazon.join(", ")
+    );
+    for (marketplace, list) in others {
+        text.push_str(&format!("; {marketplace}'s own: {}", list.join(", ")));
+    }
+    Some(text)
+}
+
 /// Why `value` is not in `list`, or `None` if it is.
 pub fn unknown(what: &str, value: &str, list: &[&str]) -> Option<String> {
     if list.contains(&value) {
@@ -71,29 +107,41 @@ static REFUND_LITERAL: LazyLock<Option<Regex>> =
 static NOTIFY_LITERAL: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r#"\bnotify_buyer\s*\([^,()]+,\s*"([^"]*)""#).ok());
 
-/// A pattern that captures a literal, what it names, and the values allowed.
+/// A pattern that captures a literal, what it names, and the values allowed (Amazon's,
+/// and the other marketplaces' own).
 type LiteralCheck = (
     &'static LazyLock<Option<Regex>>,
     &'static str,
     &'static [&'static str],
+    &'static [(&'static str, &'static [&'static str])],
 );
 
 /// Check the reason codes and message types a rule's source names literally; each
 /// problem with its 1-based line. (Computed values are checked when the rule runs.)
 pub fn check_literals(source: &str) -> Vec<(usize, String)> {
     let checks: [LiteralCheck; 3] = [
-        (&CANCEL_LITERAL, "cancel reason", AMAZON_CANCEL_REASONS),
-        (&REFUND_LITERAL, "refund reason", AMAZON_REFUND_REASONS),
-        (&NOTIFY_LITERAL, "message type", AMAZON_MESSAGE_TYPES),
+        (
+            &CANCEL_LITERAL,
+            "cancel reason",
+            AMAZON_CANCEL_REASONS,
+            &OTHER_CANCEL_REASONS,
+        ),
+        (
+            &REFUND_LITERAL,
+            "refund reason",
+            AMAZON_REFUND_REASONS,
+            &OTHER_REFUND_REASONS,
+        ),
+        (&NOTIFY_LITERAL, "message type", AMAZON_MESSAGE_TYPES, &[]),
     ];
     let mut problems = Vec::new();
-    for (pattern, what, list) in checks {
+    for (pattern, what, list, others) in checks {
         let Some(pattern) = pattern.as_ref() else {
             continue;
         };
         for found in pattern.captures_iter(source) {
             let Some(value) = found.get(1) else { continue };
-            if let Some(problem) = unknown(what, value.as_str(), list) {
+            if let Some(problem) = unknown_reason(what, value.as_str(), list, others) {
                 let line = source[..value.start()].matches('\n').count() + 1;
                 problems.push((line, problem));
             }
@@ -120,5 +168,16 @@ mod tests {
         );
         assert!(problems[1].1.contains("refund reason"));
         assert!(problems[2].1.contains("message type"));
+    }
+
+    #[test]
+    fn another_marketplaces_own_reasons_are_accepted_and_listed() {
+        let source = "fn on_order_sweep(order) {\n  cancel(order, \"INVENTORY\");\n  cancel(order, \"SELLER_CANCEL_OUT_OF_STOCK\");\n  refund(order, #{ reason: \"BUYER_RETURN\" });\n  cancel(order, \"Nope\");\n}\n";
+        let problems = check_literals(source);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, 5);
+        for listed in ["Amazon's", "Shopify's own", "eBay's own", "Walmart's own"] {
+            assert!(problems[0].1.contains(listed), "{}", problems[0].1);
+        }
     }
 }
