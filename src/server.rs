@@ -340,7 +340,7 @@ pub fn source_check(
             match health.and_then(|h| h.last_error.as_deref().map(|e| (e, h.consecutive_failures)))
             {
                 Some((error, failures)) if failures > 0 => {
-                    format!("{since}; {failures} failures in a row, last: {error}")
+                    format!("{since}; consecutive failures: {failures}; last error: {error}")
                 }
                 _ => since,
             }
