@@ -1,7 +1,7 @@
 //! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`, `test`, `replay`,
-//! `explain`, `approve`, `reject`, `audit`, `status`, `track`, `mail parse`. Glue only: every
-//! command parses its arguments, builds the library's pieces and reports; the work is
-//! done by the daemon, the sandbox and the rule engine.
+//! `explain`, `approve`, `reject`, `audit`, `status`, `track`, `mail parse`. Glue only:
+//! every command parses its arguments, builds the library's pieces and reports; the
+//! work is done by the daemon, the sandbox and the rule engine.
 
 mod mail;
 pub mod status;
