@@ -280,6 +280,11 @@ impl Supervisor {
         self.running.daemon.clone()
     }
 
+    /// The daemon in force, as reloads swap it (for the HTTP server).
+    pub fn current(&self) -> Arc<ArcSwap<Daemon>> {
+        self.current.clone()
+    }
+
     /// How many reloads succeeded.
     pub fn generation(&self) -> u32 {
         self.generation

@@ -1,25 +1,381 @@
 //! Telemetry as named events: each notable occurrence is one function here that writes
 //! the log line and bumps the metric together, with stable field names. Labels stay of
-//! bounded cardinality (sources, rules, kinds, outcomes; never order ids).
+//! bounded cardinality (sources, rules, kinds, outcomes, operations; never order ids).
+//! Every metric is described (HELP, unit) in one place, [`describe_metrics`]; the
+//! gauges that reflect stored state (outbox, sources, mail clocks) are set by the
+//! `*_observed` functions when `/metrics` is scraped.
+//!
+//! # Log fields
+//! With `--json-logs` each line is one JSON object with these stable fields:
+//! - `timestamp` (RFC 3339, UTC), `level` (`INFO`, `WARN`…), `target` (the module),
+//!   `message` (the sentence);
+//! - then the event's own fields, named the same everywhere: `source` (a poller's key,
+//!   e.g. `amazon/eu`), `rule`, `kind` (an action's kind), `action_id`, `attempt`,
+//!   `outcome` (an action's resulting state), `error`, `operation` (an upstream
+//!   operation), `upstream`, `carrier`, `mailbox`, `marketplace`.
 //!
 //! Nothing here may format a secret; callers pass only names, counts and error texts
 //! that were built secret-free (see `http`).
 
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-use metrics::{counter, gauge, histogram};
+use chrono::{DateTime, Utc};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::sources::{PollReport, SourceError};
-use crate::store::Outcome;
+use crate::store::{MailClocks, Outcome, StateCount};
 
 static PROMETHEUS: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// Install the process-wide metrics recorder once; later calls return the same handle.
+/// Install the process-wide metrics recorder once, with every metric described; later
+/// calls return the same handle.
 pub fn metrics_handle() -> Option<PrometheusHandle> {
     PROMETHEUS
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new().install_recorder().ok();
+            describe_metrics();
+            handle
+        })
         .clone()
+}
+
+/// Every outbox state, so a state without rows reads 0 instead of vanishing.
+pub const OUTBOX_STATES: [&str; 9] = [
+    "planned", "dry_run", "claimed", "retry", "held", "unknown", "done", "failed", "rejected",
+];
+
+/// HELP and unit of every metric nightdesk records: the one place they are named
+/// together (the recorder prints them as `# HELP` and `# TYPE`).
+fn describe_metrics() {
+    describe_counter!(
+        "nightdesk_polls_total",
+        "Polls of a source, by outcome (ok, error)."
+    );
+    describe_counter!(
+        "nightdesk_orders_stored_total",
+        "Orders new or changed, stored by a source's polls."
+    );
+    describe_counter!(
+        "nightdesk_orders_skipped_total",
+        "Orders skipped because their data broke the upstream contract."
+    );
+    describe_counter!(
+        "nightdesk_parcels_skipped_total",
+        "FBA parcels skipped by the fulfillment tracking poll."
+    );
+    describe_counter!(
+        "nightdesk_sweep_missed_orders_total",
+        "Orders the reconciliation sweep found that regular polls had missed."
+    );
+    describe_counter!(
+        "nightdesk_credential_failures_total",
+        "Times an account's or carrier's credentials were refused."
+    );
+    describe_gauge!(
+        "nightdesk_poll_watermark_timestamp_seconds",
+        Unit::Seconds,
+        "End of the last window a source's poll read (Unix time)."
+    );
+    describe_gauge!(
+        "nightdesk_source_last_success_timestamp_seconds",
+        Unit::Seconds,
+        "When a source was last polled successfully (Unix time), from the store."
+    );
+    describe_gauge!(
+        "nightdesk_source_last_success_age_seconds",
+        Unit::Seconds,
+        "Seconds since a source was last polled successfully."
+    );
+    describe_gauge!(
+        "nightdesk_source_watermark_lag_seconds",
+        Unit::Seconds,
+        "How far a source's stored watermark is behind now."
+    );
+    describe_gauge!(
+        "nightdesk_source_consecutive_failures",
+        "Failed polls of a source since its last good one."
+    );
+    describe_gauge!(
+        "nightdesk_source_ready",
+        "1 when a source was polled successfully within its expected interval, else 0."
+    );
+    describe_counter!(
+        "nightdesk_upstream_calls_total",
+        "Calls to an upstream operation, by HTTP status class."
+    );
+    describe_counter!(
+        "nightdesk_upstream_throttled_total",
+        "Calls an upstream answered with 429 (quota used up)."
+    );
+    describe_gauge!(
+        "nightdesk_upstream_quota_rate_per_second",
+        "Requests per second an upstream operation's usage plan grants."
+    );
+    describe_gauge!(
+        "nightdesk_upstream_quota_burst",
+        "Burst an upstream operation's usage plan grants."
+    );
+    describe_counter!(
+        "nightdesk_rule_errors_total",
+        "Rule runs that failed, by class (error, limit)."
+    );
+    describe_counter!(
+        "nightdesk_rule_quarantines_total",
+        "Times a rule was quarantined after failing."
+    );
+    describe_gauge!(
+        "nightdesk_rules_quarantined",
+        "Rules this instance skips until their file changes."
+    );
+    describe_gauge!(
+        "nightdesk_rule_quarantined",
+        "1 while this rule is quarantined on this instance."
+    );
+    describe_gauge!("nightdesk_rules_loaded", "Rules in the rule set in force.");
+    describe_counter!(
+        "nightdesk_rule_reload_errors_total",
+        "Rule reloads refused because the folder did not pass check."
+    );
+    describe_counter!(
+        "nightdesk_actions_planned_total",
+        "Actions new to the outbox, by rule and kind."
+    );
+    describe_counter!(
+        "nightdesk_action_attempts_total",
+        "Attempts at actions, by rule, kind and resulting state."
+    );
+    describe_counter!(
+        "nightdesk_action_stale_completions_total",
+        "Action results discarded because the lease had been taken over."
+    );
+    describe_gauge!("nightdesk_outbox_actions", "Outbox rows by state.");
+    describe_gauge!(
+        "nightdesk_outbox_oldest_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest change among the outbox rows of a state."
+    );
+    describe_gauge!(
+        "nightdesk_leases_held",
+        "Leases on scheduled work this instance holds."
+    );
+    describe_gauge!(
+        "nightdesk_store_up",
+        "1 when the store answered the scrape's queries, else 0."
+    );
+    describe_counter!(
+        "nightdesk_carrier_calls_total",
+        "Tracking calls to a carrier, by outcome."
+    );
+    describe_counter!(
+        "nightdesk_parcels_polled_total",
+        "Parcels asked about in tracking polls."
+    );
+    describe_counter!(
+        "nightdesk_tracking_events_total",
+        "Tracking events the tracking polls stored."
+    );
+    describe_counter!(
+        "nightdesk_parcels_watched_total",
+        "Parcels added to tracking from ship confirmations."
+    );
+    describe_counter!(
+        "nightdesk_mail_read_total",
+        "Buyer mails read and stored, by mailbox."
+    );
+    describe_counter!(
+        "nightdesk_mail_duplicates_total",
+        "Buyer mails read again that were already stored."
+    );
+    describe_counter!(
+        "nightdesk_mail_unreadable_total",
+        "Mails skipped because they could not be parsed."
+    );
+    describe_counter!(
+        "nightdesk_mailbox_errors_total",
+        "Failed reads of a mailbox, by class."
+    );
+    describe_counter!(
+        "nightdesk_mailbox_restarts_total",
+        "Mailbox reads restarted from the beginning."
+    );
+    describe_histogram!(
+        "nightdesk_first_reply_seconds",
+        Unit::Seconds,
+        "Time from a buyer message to its first substantive reply."
+    );
+    describe_counter!(
+        "nightdesk_messages_handled_total",
+        "Buyer messages answered, by who answered (nightdesk, people)."
+    );
+    describe_counter!(
+        "nightdesk_replies_sent_total",
+        "Replies sent, by kind (substantive, acknowledgement)."
+    );
+    describe_gauge!(
+        "nightdesk_mail_open_clocks",
+        "Buyer messages that may be answered and have no substantive reply yet."
+    );
+    describe_gauge!(
+        "nightdesk_mail_oldest_open_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest buyer message whose 24-hour clock runs."
+    );
+}
+
+/// Labels each scrape-time gauge family was last set for, so a label that disappeared
+/// (a state emptied, a rule released) reads 0 instead of keeping its old value.
+static FAMILIES: Mutex<BTreeMap<&'static str, BTreeSet<String>>> = Mutex::new(BTreeMap::new());
+
+/// Set `name{label=value}` for every value given, and 0 for those set before only.
+fn set_family(name: &'static str, label: &'static str, values: &[(String, f64)]) {
+    let mut families = FAMILIES.lock().unwrap_or_else(PoisonError::into_inner);
+    let seen = families.entry(name).or_default();
+    for stale in seen.iter().filter(|l| !values.iter().any(|(v, _)| v == *l)) {
+        gauge!(name, label => stale.clone()).set(0.0);
+    }
+    for (value, number) in values {
+        gauge!(name, label => value.clone()).set(*number);
+        seen.insert(value.clone());
+    }
+}
+
+fn age_seconds(now: DateTime<Utc>, then: DateTime<Utc>) -> f64 {
+    ((now - then).num_milliseconds() as f64 / 1000.0).max(0.0)
+}
+
+/// A source as a scrape sees it.
+#[derive(Debug, Clone)]
+pub struct SourceObservation {
+    pub source: String,
+    pub last_good: Option<DateTime<Utc>>,
+    pub consecutive_failures: i64,
+    pub watermark: Option<DateTime<Utc>>,
+    pub ready: bool,
+}
+
+/// Set the per-source gauges from the stored health and checkpoints.
+pub fn sources_observed(sources: &[SourceObservation], now: DateTime<Utc>) {
+    let each = |f: &dyn Fn(&SourceObservation) -> Option<f64>| -> Vec<(String, f64)> {
+        sources
+            .iter()
+            .filter_map(|s| Some((s.source.clone(), f(s)?)))
+            .collect()
+    };
+    set_family(
+        "nightdesk_source_last_success_timestamp_seconds",
+        "source",
+        &each(&|s| s.last_good.map(|t| t.timestamp_millis() as f64 / 1000.0)),
+    );
+    set_family(
+        "nightdesk_source_last_success_age_seconds",
+        "source",
+        &each(&|s| s.last_good.map(|t| age_seconds(now, t))),
+    );
+    set_family(
+        "nightdesk_source_watermark_lag_seconds",
+        "source",
+        &each(&|s| s.watermark.map(|t| age_seconds(now, t))),
+    );
+    set_family(
+        "nightdesk_source_consecutive_failures",
+        "source",
+        &each(&|s| Some(s.consecutive_failures as f64)),
+    );
+    set_family(
+        "nightdesk_source_ready",
+        "source",
+        &each(&|s| Some(if s.ready { 1.0 } else { 0.0 })),
+    );
+}
+
+/// Set the outbox gauges: rows and oldest change by state (every state, 0 if empty).
+pub fn outbox_observed(states: &[StateCount], now: DateTime<Utc>) {
+    let of = |state: &str| states.iter().find(|c| c.state == state);
+    let mut names: Vec<String> = OUTBOX_STATES.iter().map(|s| (*s).to_owned()).collect();
+    names.extend(
+        states
+            .iter()
+            .filter(|c| !OUTBOX_STATES.contains(&c.state.as_str()))
+            .map(|c| c.state.clone()),
+    );
+    let counts: Vec<(String, f64)> = names
+        .iter()
+        .map(|n| (n.clone(), of(n).map_or(0.0, |c| c.count as f64)))
+        .collect();
+    let ages: Vec<(String, f64)> = names
+        .iter()
+        .map(|n| (n.clone(), of(n).map_or(0.0, |c| age_seconds(now, c.oldest))))
+        .collect();
+    set_family("nightdesk_outbox_actions", "state", &counts);
+    set_family("nightdesk_outbox_oldest_age_seconds", "state", &ages);
+}
+
+/// Set the running 24-hour clocks of buyer mail, by marketplace.
+pub fn mail_clocks_observed(clocks: &[MailClocks], now: DateTime<Utc>) {
+    let open: Vec<(String, f64)> = clocks
+        .iter()
+        .map(|c| (c.channel.clone(), c.open as f64))
+        .collect();
+    let oldest: Vec<(String, f64)> = clocks
+        .iter()
+        .map(|c| (c.channel.clone(), age_seconds(now, c.oldest_received)))
+        .collect();
+    set_family("nightdesk_mail_open_clocks", "marketplace", &open);
+    set_family(
+        "nightdesk_mail_oldest_open_age_seconds",
+        "marketplace",
+        &oldest,
+    );
+}
+
+/// Set the leases this instance holds and the rules it quarantined.
+pub fn instance_observed(leases_held: usize, quarantined: &[String]) {
+    gauge!("nightdesk_leases_held").set(leases_held as f64);
+    gauge!("nightdesk_rules_quarantined").set(quarantined.len() as f64);
+    let rules: Vec<(String, f64)> = quarantined.iter().map(|r| (r.clone(), 1.0)).collect();
+    set_family("nightdesk_rule_quarantined", "rule", &rules);
+}
+
+/// Whether the store answered a scrape; a failure is logged with it.
+pub fn store_observed(error: Option<&crate::store::StoreError>) {
+    gauge!("nightdesk_store_up").set(if error.is_some() { 0.0 } else { 1.0 });
+    if let Some(error) = error {
+        tracing::error!(error = %error, "The store did not answer the metrics scrape.");
+    }
+}
+
+/// One call to an upstream operation was answered with `status`; `plan` is the
+/// (rate per second, burst) it is paced at now, if it has a usage plan.
+pub fn upstream_called(upstream: &str, operation: &str, status: u16, plan: Option<(f64, f64)>) {
+    let class = match status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    };
+    counter!("nightdesk_upstream_calls_total", "upstream" => upstream.to_owned(), "operation" => operation.to_owned(), "status" => class)
+        .increment(1);
+    if let Some((rate, burst)) = plan {
+        gauge!("nightdesk_upstream_quota_rate_per_second", "upstream" => upstream.to_owned(), "operation" => operation.to_owned())
+            .set(rate);
+        gauge!("nightdesk_upstream_quota_burst", "upstream" => upstream.to_owned(), "operation" => operation.to_owned())
+            .set(burst);
+    }
+}
+
+/// An upstream answered 429: the operation's quota is used up for now.
+pub fn upstream_throttled(upstream: &str, operation: &str) {
+    counter!("nightdesk_upstream_throttled_total", "upstream" => upstream.to_owned(), "operation" => operation.to_owned())
+        .increment(1);
+    tracing::warn!(
+        upstream,
+        operation,
+        "Upstream quota used up (429); pacing the operation down."
+    );
 }
 
 /// Install JSON (or human) logs on stderr, filtered by `RUST_LOG` (default `info`).
@@ -40,7 +396,13 @@ pub fn init_logging(json: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let _ = if json {
-        builder.json().flatten_event(true).try_init()
+        // No span fields: a line keeps the documented shape.
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.try_init()
     };
@@ -52,7 +414,7 @@ pub fn poll_succeeded(source: &str, report: &PollReport) {
     counter!("nightdesk_orders_stored_total", "source" => source.to_owned())
         .increment(report.ingest.stored as u64);
     if let Some(window) = report.window {
-        gauge!("nightdesk_poll_watermark_seconds", "source" => source.to_owned())
+        gauge!("nightdesk_poll_watermark_timestamp_seconds", "source" => source.to_owned())
             .set(window.to.timestamp() as f64);
     }
     tracing::info!(
@@ -154,26 +516,44 @@ pub fn action_attempted(rule: &str, kind: &str, attempt: i64, outcome: &Outcome)
         "rule" => rule.to_owned(), "kind" => kind.to_owned(), "outcome" => outcome.state()
     )
     .increment(1);
+    let state = outcome.state();
     match outcome {
-        Outcome::Done { .. } => tracing::info!(rule, kind, attempt, "Action done."),
+        Outcome::Done { .. } => {
+            tracing::info!(rule, kind, attempt, outcome = state, "Action done.")
+        }
         Outcome::Retry { at, error } => {
-            tracing::warn!(rule, kind, attempt, error, retry_at = %at, "Action will be retried.")
+            tracing::warn!(rule, kind, attempt, outcome = state, error, retry_at = %at, "Action will be retried.")
         }
         Outcome::Failed { error } => {
-            tracing::error!(rule, kind, attempt, error, "Action failed for good.")
+            tracing::error!(
+                rule,
+                kind,
+                attempt,
+                outcome = state,
+                error,
+                "Action failed for good."
+            )
         }
         Outcome::Held { reason } => {
-            tracing::warn!(rule, kind, attempt, reason, "Action held for a person.")
+            tracing::warn!(
+                rule,
+                kind,
+                attempt,
+                outcome = state,
+                reason,
+                "Action held for a person."
+            )
         }
         Outcome::Unknown { error } => tracing::error!(
             rule,
             kind,
             attempt,
+            outcome = state,
             error,
             "Action outcome unknown; not retried."
         ),
         Outcome::Deferred { at, reason } => {
-            tracing::debug!(rule, kind, reason, due = %at, "Action deferred.")
+            tracing::debug!(rule, kind, outcome = state, reason, due = %at, "Action deferred.")
         }
     }
 }

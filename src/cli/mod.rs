@@ -1,9 +1,10 @@
 //! The `nightdesk` command line: `run`, `demo`, `sandbox`, `check`, `test`, `replay`,
-//! `explain`, `approve`, `reject`, `audit`, `track`, `mail parse`. Glue only: every
-//! command parses its arguments, builds the library's pieces and reports; the work is
-//! done by the daemon, the sandbox and the rule engine.
+//! `explain`, `approve`, `reject`, `audit`, `status`, `track`, `mail parse`. Glue only:
+//! every command parses its arguments, builds the library's pieces and reports; the
+//! work is done by the daemon, the sandbox and the rule engine.
 
 mod mail;
+pub mod status;
 mod track;
 
 use std::path::{Path, PathBuf};
@@ -125,6 +126,18 @@ pub enum Command {
         #[arg(long)]
         db: Option<PathBuf>,
     },
+    /// Show what a running nightdesk is doing: each source's last good poll, lag and
+    /// last error, the outbox backlog, held approvals, quarantined rules and leases.
+    /// Works beside a running daemon.
+    Status {
+        #[arg(long, default_value = "config/nightdesk.yaml")]
+        config: PathBuf,
+        /// The SQLite file (default: the config's store).
+        #[arg(long)]
+        db: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: status::StatusFormat,
+    },
     /// Print an order's timeline (status history, messages, tracking, refunds and
     /// cancellations with their outcomes, approvals) as evidence for a claim.
     Audit {
@@ -243,6 +256,7 @@ pub async fn execute(cli: Cli) -> Result<ExitCode, CliError> {
             config,
             db,
         } => audit(&order_id, format, &config, db).await,
+        Command::Status { config, db, format } => status::status(&config, db, format).await,
     }
 }
 
@@ -380,21 +394,19 @@ async fn run(config_path: &Path, once: bool) -> Result<ExitCode, CliError> {
         },
         config,
     )?;
-    let daemon = supervisor.daemon();
     // The HTTP server outlives reloads: it stops only at shutdown.
     let shutdown = CancellationToken::new();
     if let Some(addr) = listen {
         let listener = TcpListener::bind(addr).await?;
-        let approvals = daemon.approval_api();
-        tracing::info!(%addr, approvals = approvals.is_some(), "Serving /healthz, /metrics and the approval API.");
+        let served = crate::server::Served::from(supervisor.current());
+        tracing::info!(%addr, approvals = served.approvals.is_some(), "Serving /healthz, /readyz, /metrics and the approval API.");
         let token = shutdown.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::server::serve(listener, approvals, token).await {
+            if let Err(e) = crate::server::serve(listener, served, token).await {
                 tracing::error!(error = %e, "Health server stopped.");
             }
         });
     }
-    drop(daemon);
     supervisor.ready();
     let watchdog = CancellationToken::new();
     supervisor.spawn_watchdog(watchdog.clone());

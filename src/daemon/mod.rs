@@ -164,6 +164,11 @@ pub struct Daemon {
     /// When the scheduler or the executor last came round (epoch ms): the service
     /// watchdog pings only while this moves.
     heartbeat: std::sync::atomic::AtomicI64,
+    /// When this daemon was built: a source not polled since counts as ready during
+    /// its first interval only.
+    started_at: DateTime<Utc>,
+    /// The quarantined rules last written to the store (`None`: not written yet).
+    quarantines_stored: std::sync::Mutex<Option<Vec<String>>>,
 }
 
 /// A source stopped because its credentials were refused.
@@ -514,6 +519,8 @@ impl Daemon {
         Ok(Daemon {
             leases,
             heartbeat: std::sync::atomic::AtomicI64::new(0),
+            started_at: clock.now(),
+            quarantines_stored: std::sync::Mutex::new(None),
             config,
             store,
             clock,
@@ -546,6 +553,10 @@ impl Daemon {
             });
         }
         let result = sources::poll_once(source, self.store.as_ref(), now).await;
+        let error_text = result.as_ref().err().map(ToString::to_string);
+        self.store
+            .record_poll(source.key(), error_text.as_deref().map_or(Ok(()), Err), now)
+            .await?;
         match &result {
             Ok(report) => {
                 telemetry::poll_succeeded(source.key(), report);
@@ -918,6 +929,7 @@ impl Daemon {
                         }
                         let (failed, notices) = self.failures(&outcomes);
                         failures += failed;
+                        self.store_quarantines(&outcomes, now).await?;
                         let mut actions = rules::plan(&outcomes, &event.subject, now);
                         actions.extend(notices);
                         (outcomes, actions)
@@ -1048,6 +1060,7 @@ impl Daemon {
             .engine
             .run(&rules, rules::HOOK_SCHEDULE, &[name.into()]);
         let (_, notices) = self.failures(&outcomes);
+        self.store_quarantines(&outcomes, now).await?;
         let mut actions = rules::plan(&outcomes, &subject, now);
         actions.extend(notices);
         let (new, became) = self.record(None, actions, now).await?;
@@ -1072,6 +1085,7 @@ impl Daemon {
                     .run(&rules, rules::HOOK_ORDER_SWEEP, &[view::order(order, now)]);
             let (failed, notices) = self.failures(&outcomes);
             failures += failed;
+            self.store_quarantines(&outcomes, now).await?;
             let subject = order.order.subject();
             let mut actions = rules::plan(&outcomes, &subject, now);
             actions.extend(notices);
@@ -1457,6 +1471,77 @@ impl Daemon {
 
     pub fn quarantined_rules(&self) -> Vec<String> {
         self.engine.quarantined()
+    }
+
+    /// Copy the engine's quarantined rules to the store when they changed, so
+    /// `nightdesk status` (another process) sees them; the error is the failure in
+    /// `outcomes` that quarantined the rule.
+    async fn store_quarantines(
+        &self,
+        outcomes: &[RuleOutcome],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let names = self.engine.quarantined();
+        let changed = {
+            let stored = self
+                .quarantines_stored
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            stored.as_ref() != Some(&names)
+        };
+        if !changed {
+            return Ok(());
+        }
+        let rules = self.rules.load();
+        let current: Vec<crate::store::RuleQuarantine> = names
+            .iter()
+            .map(|name| crate::store::RuleQuarantine {
+                instance: self.instance().to_owned(),
+                rule: name.clone(),
+                version: rules
+                    .rules
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .map(|r| r.version.clone())
+                    .unwrap_or_default(),
+                error: outcomes
+                    .iter()
+                    .find_map(|o| match o {
+                        RuleOutcome::Failed { rule, error, .. } if rule == name => {
+                            Some(error.to_string())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
+                since: now,
+            })
+            .collect();
+        self.store
+            .sync_quarantines(self.instance(), &current)
+            .await?;
+        *self
+            .quarantines_stored
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(names);
+        Ok(())
+    }
+
+    /// When this daemon was built.
+    pub fn started_at(&self) -> DateTime<Utc> {
+        self.started_at
+    }
+
+    /// Each source's key and schedule, for readiness.
+    pub fn source_schedules(&self) -> Vec<(String, crate::schedule::Schedule)> {
+        self.sources
+            .iter()
+            .map(|s| (s.key().to_owned(), s.schedule().clone()))
+            .collect()
+    }
+
+    /// The clock the daemon runs on.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// Run every stage on its schedule until `shutdown`; then stop polling, finish the

@@ -12,6 +12,7 @@
 //! - an idempotency key enters the outbox once;
 //! - a completion whose lease was taken over (stale fence) is rejected.
 
+pub mod health;
 pub mod leases;
 pub mod mail;
 mod postgres;
@@ -27,6 +28,7 @@ use serde::Serialize;
 
 use crate::config::StoreTarget;
 use crate::model::{Event, Order, PlannedAction, SalesChannel, Shipment, StoredOrder, Subject};
+pub use health::{HealthStore, MailClocks, RuleQuarantine, SourceHealth, StateCount};
 pub use leases::{Lease, LeaseStore};
 pub use mail::{MailReport, MailStore, SentReply};
 pub use postgres::PostgresStore;
@@ -227,9 +229,9 @@ pub struct AuditEntry {
 }
 
 /// The seam between the pipeline and its database (buyer mail: [`MailStore`]; leases on
-/// scheduled work: [`LeaseStore`]).
+/// scheduled work: [`LeaseStore`]; what status and readiness read: [`HealthStore`]).
 #[async_trait]
-pub trait Store: MailStore + LeaseStore + Send + Sync {
+pub trait Store: MailStore + LeaseStore + HealthStore + Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// The watermark of a poller: everything last updated before it has been stored.

@@ -57,6 +57,7 @@ impl PostgresStore {
 
 super::mail::sql_mail_store!(PostgresStore);
 super::leases::sql_lease_store!(PostgresStore);
+super::health::sql_health_store!(PostgresStore);
 
 sql_store!(
     PostgresStore,

@@ -146,6 +146,7 @@ fn lock_file(db: &Path) -> Result<File, StoreError> {
 
 super::mail::sql_mail_store!(SqliteStore);
 super::leases::sql_lease_store!(SqliteStore);
+super::health::sql_health_store!(SqliteStore);
 
 sql_store!(
     SqliteStore,

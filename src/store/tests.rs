@@ -1293,3 +1293,159 @@ async fn a_lease_has_one_live_holder_and_changes_hands_only_when_expired_or_rele
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn health_keeps_the_last_good_poll_the_last_error_and_the_failure_streak()
+-> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let label = t.label;
+        s.ping().await?;
+        assert!(s.source_health().await?.is_empty(), "{label}");
+
+        s.record_poll("amazon/us", Ok(()), t0()).await?;
+        let later = t0() + Duration::minutes(5);
+        s.record_poll("amazon/us", Err("getOrders: throttled"), later)
+            .await?;
+        s.record_poll(
+            "amazon/us",
+            Err("getOrders: server error 503"),
+            later + Duration::minutes(5),
+        )
+        .await?;
+        s.record_poll("shopify/shop", Err("orders: timed out"), t0())
+            .await?;
+        let health = s.source_health().await?;
+        assert_eq!(health.len(), 2, "{label}: {health:?}");
+        let us = &health[0];
+        assert_eq!(us.source, "amazon/us", "{label}");
+        assert_eq!(us.last_good_at, Some(t0()), "{label}");
+        assert_eq!(us.last_attempt_at, later + Duration::minutes(5), "{label}");
+        assert_eq!(us.consecutive_failures, 2, "{label}");
+        assert_eq!(
+            us.last_error.as_deref(),
+            Some("getOrders: server error 503"),
+            "{label}"
+        );
+        assert_eq!(health[1].last_good_at, None, "{label}: never good");
+
+        // A good poll resets the streak and keeps the last error as history.
+        let good = later + Duration::minutes(10);
+        s.record_poll("amazon/us", Ok(()), good).await?;
+        let us = &s.source_health().await?[0];
+        assert_eq!(
+            (us.last_good_at, us.consecutive_failures),
+            (Some(good), 0),
+            "{label}"
+        );
+        assert_eq!(
+            us.last_error_at,
+            Some(later + Duration::minutes(5)),
+            "{label}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn quarantines_sync_per_instance_and_keep_when_they_began() -> Result<(), StoreError> {
+    let quarantine = |instance: &str, rule: &str, version: &str, since| RuleQuarantine {
+        instance: instance.into(),
+        rule: rule.into(),
+        version: version.into(),
+        error: format!("{rule} failed"),
+        since,
+    };
+    for t in stores().await {
+        let s = &t.store;
+        let label = t.label;
+        s.sync_quarantines("a", &[quarantine("a", "loops", "v1", t0())])
+            .await?;
+        s.sync_quarantines("b", &[quarantine("b", "loops", "v1", t0())])
+            .await?;
+        // Synced again later, still quarantined at the same version: `since` stays.
+        let later = t0() + Duration::hours(1);
+        s.sync_quarantines(
+            "a",
+            &[
+                quarantine("a", "loops", "v1", later),
+                quarantine("a", "divides", "v3", later),
+            ],
+        )
+        .await?;
+        let stored = s.quarantines().await?;
+        let seen: Vec<(&str, &str, DateTime<Utc>)> = stored
+            .iter()
+            .map(|q| (q.rule.as_str(), q.instance.as_str(), q.since))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("divides", "a", later),
+                ("loops", "a", t0()),
+                ("loops", "b", t0())
+            ],
+            "{label}"
+        );
+        // A new version of the file quarantined again starts a new quarantine; a rule
+        // no longer quarantined on `a` leaves `b`'s alone.
+        s.sync_quarantines("a", &[quarantine("a", "divides", "v4", later)])
+            .await?;
+        let stored = s.quarantines().await?;
+        let seen: Vec<(&str, &str, &str)> = stored
+            .iter()
+            .map(|q| (q.rule.as_str(), q.instance.as_str(), q.version.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("divides", "a", "v4"), ("loops", "b", "v1")],
+            "{label}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn outbox_states_and_open_mail_clocks_are_counted() -> Result<(), StoreError> {
+    for t in stores().await {
+        let s = &t.store;
+        let label = t.label;
+        let mut held = alert("r", "order:amazon:1", "k-held");
+        held.hold = Some("needs approval".into());
+        s.plan(
+            None,
+            &[
+                alert("r", "order:amazon:1", "k1"),
+                alert("r", "order:amazon:2", "k2"),
+                held,
+            ],
+            t0(),
+        )
+        .await?;
+        let states: Vec<(String, i64)> = s
+            .outbox_states()
+            .await?
+            .into_iter()
+            .map(|c| (c.state, c.count))
+            .collect();
+        assert_eq!(
+            states,
+            vec![("held".to_owned(), 1), ("planned".to_owned(), 2)],
+            "{label}"
+        );
+
+        let first = buyer_message("m1", t0(), None);
+        let second = buyer_message("m2", t0() + Duration::hours(2), None);
+        let auto = buyer_message("m3", t0() - Duration::hours(1), Some("auto-reply"));
+        s.store_mail("imap:a", &[first, second, auto], "{}", t0())
+            .await?;
+        let clocks = s.open_mail_clocks().await?;
+        assert_eq!(clocks.len(), 1, "{label}: {clocks:?}");
+        assert_eq!(
+            (clocks[0].open, clocks[0].oldest_received),
+            (2, t0()),
+            "{label}: the auto-reply runs no clock"
+        );
+    }
+    Ok(())
+}

@@ -100,6 +100,7 @@ impl SpApi {
             return;
         };
         if reply.status == StatusCode::TOO_MANY_REQUESTS {
+            crate::telemetry::upstream_throttled("amazon", operation.name);
             self.pacer.throttled(operation.name, plan);
             return;
         }
@@ -188,6 +189,14 @@ impl SpApi {
                 }
                 let reply = http::send(request).await?;
                 self.learn_plan(operation, &reply);
+                crate::telemetry::upstream_called(
+                    "amazon",
+                    operation.name,
+                    reply.status.as_u16(),
+                    self.pacer
+                        .pace(operation.name)
+                        .map(|p| (p.granted, p.burst)),
+                );
                 if reply.status.is_success() {
                     return Ok(reply);
                 }
