@@ -38,9 +38,11 @@ use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
 
+mod health;
 mod leases;
 mod mail;
 
+pub use health::{DiskProbe, DiskSpace, HealthReport};
 pub use leases::LEASE_TTL;
 
 /// A carrier's base URL under the sandbox (or any single host serving all carriers).
@@ -164,6 +166,8 @@ pub struct Daemon {
     /// When the scheduler or the executor last came round (epoch ms): the service
     /// watchdog pings only while this moves.
     heartbeat: std::sync::atomic::AtomicI64,
+    /// What the alerts about nightdesk itself remember, and how the disk is read.
+    health: health::HealthState,
 }
 
 /// A source stopped because its credentials were refused.
@@ -489,6 +493,7 @@ impl Daemon {
             .map(|s| format!("poll/{}", s.key()))
             .collect();
         lease_names.push(SWEEP_LEASE.to_owned());
+        lease_names.push(health::HEALTH_LEASE.to_owned());
         if config.carriers.is_some() {
             lease_names.push(TRACK_LEASE.to_owned());
         }
@@ -530,6 +535,7 @@ impl Daemon {
             planned: Notify::new(),
             approval_token,
             halted: std::sync::Mutex::new(HashMap::new()),
+            health: health::HealthState::default(),
         })
     }
 
@@ -629,6 +635,7 @@ impl Daemon {
             return Ok(());
         }
         telemetry::credentials_failing(key, error);
+        telemetry::credentials_alerted(key);
         let text = format!(
             "Credentials failing for {key}: {error}. Polling of this account has stopped and \
              its actions will fail; renew the authorisation (refresh token) in the config. \
@@ -1098,6 +1105,10 @@ impl Daemon {
                 notices.extend(notice);
                 action.hold = Some(reason.clone());
                 format!("held: {reason}")
+            } else if let Some((reason, notice)) = self.runaway(action, &batch, day_start).await? {
+                notices.extend(notice);
+                action.hold = Some(reason.clone());
+                format!("held: {reason}")
             } else {
                 *batch.entry((action.rule.clone(), kind)).or_default() += 1;
                 *batch.entry((String::new(), kind)).or_default() += 1;
@@ -1527,6 +1538,11 @@ impl Daemon {
             let daemon = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { daemon.executor_loop(shutdown).await });
+        }
+        {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { daemon.health_loop(&shutdown).await });
         }
         if let Some(summary) = self.config.summary.clone() {
             let daemon = self.clone();
