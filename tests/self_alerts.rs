@@ -291,8 +291,13 @@ async fn a_quiet_rule_is_not_a_runaway_below_the_floor() {
             "fn on_schedule(name) { for i in 0..15 { tag(#{ subject: `test:q-${i}` }, `q-${i}`); } }",
         );
         let daemon = h.daemon();
-        let _ = daemon.fire_schedule("burst").await;
-        let rows = h.store.store.outbox().await.unwrap_or_default();
+        if let Err(e) = daemon.fire_schedule("burst").await {
+            panic!("{}: schedule: {e}", h.label());
+        }
+        let rows = match h.store.store.outbox().await {
+            Ok(rows) => rows,
+            Err(e) => panic!("{}: outbox: {e}", h.label()),
+        };
         let held = rows.iter().filter(|r| r.state == "held").count();
         let chatty = rows.iter().filter(|r| r.rule == "chatty").count();
         assert_eq!((chatty, held), (15, 0), "{}", h.label());

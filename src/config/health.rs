@@ -123,3 +123,70 @@ impl Validator {
         health
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::HealthConfig;
+    use crate::config::{Config, ConfigErrors};
+
+    const MINIMAL: &str = "store:\n  url: sqlite://x.db\nrules:\n  dir: rules\n";
+
+    fn parse(text: &str) -> Result<Config, ConfigErrors> {
+        Config::from_str(text, Path::new("config/test.yaml"))
+    }
+
+    #[test]
+    fn without_the_section_the_defaults_apply() {
+        match parse(MINIMAL) {
+            Ok(config) => assert_eq!(config.health, HealthConfig::default()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn given_keys_replace_their_defaults_only() {
+        let text =
+            format!("{MINIMAL}health:\n  stalled_after_intervals: 5\n  runaway_factor: 2.5\n");
+        match parse(&text) {
+            Ok(config) => {
+                assert_eq!(config.health.stalled_after_intervals, 5);
+                assert_eq!(config.health.runaway_factor, 2.5);
+                assert_eq!(config.health.runaway_min_actions, 20);
+                assert_eq!(config.health.backlog_growth_checks, 3);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_line_and_key() {
+        let text = format!(
+            "{MINIMAL}health:\n  stalled_after_intervals: 0\n  disk_free_percent: 120\n  runaway_factor: 0.5\n"
+        );
+        let errors = parse(&text).err().map(|e| e.0).unwrap_or_default();
+        let found: Vec<(Option<usize>, &str)> =
+            errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            found,
+            vec![
+                (Some(6), "health.stalled_after_intervals"),
+                (Some(7), "health.disk_free_percent"),
+                (Some(8), "health.runaway_factor"),
+            ],
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = format!("{MINIMAL}health:\n  stall_after: 3\n");
+        let errors = parse(&text).err().map(|e| e.0).unwrap_or_default();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].message.contains("unknown field `stall_after`"),
+            "{errors:?}"
+        );
+    }
+}

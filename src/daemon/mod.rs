@@ -1060,7 +1060,8 @@ impl Daemon {
     }
 
     /// Put what the rules asked for in the outbox: dry-run rules' actions recorded
-    /// only, actions past a daily cap held (and the cap alerted once a day).
+    /// only, actions past a daily cap held (and the cap alerted once a day), and so are
+    /// a runaway rule's (see `health`).
     async fn record(
         &self,
         event: Option<i64>,
