@@ -355,18 +355,33 @@ pub fn backlog_growing(overdue: usize, checks: u32) {
 /// An action stayed `unknown` past the configured hours without a decision.
 pub fn action_stuck_unknown(id: i64, kind: &str, hours: i64) {
     self_alert("unknown");
-    tracing::warn!(action = id, kind, hours, "Action still unknown; a person must decide.");
+    tracing::warn!(
+        action = id,
+        kind,
+        hours,
+        "Action still unknown; a person must decide."
+    );
 }
 
 /// The store's disk has less free space than configured.
 pub fn disk_nearly_full(free_percent: f64, available_bytes: u64) {
     self_alert("disk");
-    tracing::error!(free_percent, available_bytes, "The store's disk is nearly full.");
+    tracing::error!(
+        free_percent,
+        available_bytes,
+        "The store's disk is nearly full."
+    );
 }
 
 /// A rule asked for far more actions of a kind than its usual daily count; the rest
 /// of today's are held.
 pub fn rule_runaway(rule: &str, kind: &str, today: i64, usual: f64) {
     self_alert("runaway_rule");
-    tracing::error!(rule, kind, today, usual, "Rule runaway: further actions today held for approval.");
+    tracing::error!(
+        rule,
+        kind,
+        today,
+        usual,
+        "Rule runaway: further actions today held for approval."
+    );
 }
