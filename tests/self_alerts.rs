@@ -420,3 +420,27 @@ async fn a_nearly_full_disk_is_alerted_once_per_episode_on_sqlite() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_running_daemon_checks_health_under_its_own_lease() {
+    for h in harnesses(&scenario()).await {
+        let daemon = Arc::new(h.daemon());
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(daemon.clone().run(shutdown.clone()));
+        let mut held = false;
+        for _ in 0..100 {
+            if daemon.leases_held().iter().any(|l| l == "health") {
+                held = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        shutdown.cancel();
+        match running.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("{}: run: {e}", h.label()),
+            Err(e) => panic!("{}: run task: {e}", h.label()),
+        }
+        assert!(held, "{}: {:?}", h.label(), daemon.leases_held());
+    }
+}
