@@ -699,3 +699,69 @@ pub fn reply_sent(marketplace: &str, template: &str, substantive: bool) {
         .increment(1);
     tracing::info!(marketplace, template, kind, "Reply sent.");
 }
+
+// ---------------------------------------------------------------------------------------
+// Alerts about nightdesk itself (`daemon::health`): each bumps
+// `nightdesk_self_alerts_total{kind}` once per alert raised, not per check.
+
+fn self_alert(kind: &'static str) {
+    counter!("nightdesk_self_alerts_total", "kind" => kind).increment(1);
+}
+
+/// A source's last `missed` scheduled polls all passed without a good one.
+pub fn source_stalled(source: &str, last_good: chrono::DateTime<chrono::Utc>, missed: u32) {
+    self_alert("stalled_source");
+    tracing::error!(source, last_good = %last_good, missed, "Source stalled: no good poll for several intervals.");
+}
+
+/// A stalled source polled successfully again.
+pub fn source_recovered(source: &str, stalled_since: chrono::DateTime<chrono::Utc>) {
+    self_alert("source_recovered");
+    tracing::info!(source, stalled_since = %stalled_since, "Source polls again.");
+}
+
+/// A source's credentials were refused (alerted once until they work again).
+pub fn credentials_alerted(source: &str) {
+    self_alert("credentials");
+    tracing::warn!(source, "Refused credentials alerted to ops.");
+}
+
+/// The count of overdue actions grew at `checks` health checks in a row.
+pub fn backlog_growing(overdue: usize, checks: u32) {
+    self_alert("backlog");
+    tracing::error!(overdue, checks, "Outbox backlog growing.");
+}
+
+/// An action stayed `unknown` past the configured hours without a decision.
+pub fn action_stuck_unknown(id: i64, kind: &str, hours: i64) {
+    self_alert("unknown");
+    tracing::warn!(
+        action = id,
+        kind,
+        hours,
+        "Action still unknown; a person must decide."
+    );
+}
+
+/// The store's disk has less free space than configured.
+pub fn disk_nearly_full(free_percent: f64, available_bytes: u64) {
+    self_alert("disk");
+    tracing::error!(
+        free_percent,
+        available_bytes,
+        "The store's disk is nearly full."
+    );
+}
+
+/// A rule asked for far more actions of a kind than its usual daily count; the rest
+/// of today's are held.
+pub fn rule_runaway(rule: &str, kind: &str, today: i64, usual: f64) {
+    self_alert("runaway_rule");
+    tracing::error!(
+        rule,
+        kind,
+        today,
+        usual,
+        "Rule runaway: further actions today held for approval."
+    );
+}

@@ -5,6 +5,7 @@
 //! here and are resolved by the daemon's build step (see [`secret`]).
 
 mod carriers;
+mod health;
 mod locate;
 mod mail;
 mod marketplaces;
@@ -21,6 +22,7 @@ use url::Url;
 
 use crate::schedule::Schedule;
 pub use carriers::{CarrierAccount, CarrierCredentials, CarriersConfig};
+pub use health::HealthConfig;
 pub use mail::{MailConfig, MailSource, MailboxConfig};
 pub use marketplaces::{
     Marketplace, MarketplaceAccount, MarketplaceCredentials, SHOPIFY_API_VERSION,
@@ -85,6 +87,8 @@ struct RawConfig {
     approvals: Option<RawApprovals>,
     #[serde(default)]
     summary: Option<RawSummary>,
+    #[serde(default)]
+    health: Option<health::RawHealth>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +310,8 @@ pub struct Config {
     pub approvals: ApprovalConfig,
     /// The morning summary, if configured.
     pub summary: Option<SummaryConfig>,
+    /// When nightdesk alerts ops about itself.
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -1002,6 +1008,8 @@ impl Validator {
             None => None,
         };
 
+        let health = self.health(raw.health);
+
         let config = Config {
             path: path.to_owned(),
             mode: raw.mode,
@@ -1023,6 +1031,7 @@ impl Validator {
             schedules,
             approvals,
             summary,
+            health,
         };
         Some(config)
     }

@@ -38,9 +38,11 @@ use crate::sources::{self, OrderSource, PollReport};
 use crate::store::{Decision, Store, StoreError};
 use crate::telemetry;
 
+mod health;
 mod leases;
 mod mail;
 
+pub use health::{DiskProbe, DiskSpace, HealthReport};
 pub use leases::LEASE_TTL;
 
 /// A carrier's base URL under the sandbox (or any single host serving all carriers).
@@ -169,6 +171,8 @@ pub struct Daemon {
     started_at: DateTime<Utc>,
     /// The quarantined rules last written to the store (`None`: not written yet).
     quarantines_stored: std::sync::Mutex<Option<Vec<String>>>,
+    /// What the alerts about nightdesk itself remember, and how the disk is read.
+    health: health::HealthState,
 }
 
 /// A source stopped because its credentials were refused.
@@ -494,6 +498,7 @@ impl Daemon {
             .map(|s| format!("poll/{}", s.key()))
             .collect();
         lease_names.push(SWEEP_LEASE.to_owned());
+        lease_names.push(health::HEALTH_LEASE.to_owned());
         if config.carriers.is_some() {
             lease_names.push(TRACK_LEASE.to_owned());
         }
@@ -537,6 +542,7 @@ impl Daemon {
             planned: Notify::new(),
             approval_token,
             halted: std::sync::Mutex::new(HashMap::new()),
+            health: health::HealthState::default(),
         })
     }
 
@@ -640,6 +646,7 @@ impl Daemon {
             return Ok(());
         }
         telemetry::credentials_failing(key, error);
+        telemetry::credentials_alerted(key);
         let text = format!(
             "Credentials failing for {key}: {error}. Polling of this account has stopped and \
              its actions will fail; renew the authorisation (refresh token) in the config. \
@@ -1100,7 +1107,8 @@ impl Daemon {
     }
 
     /// Put what the rules asked for in the outbox: dry-run rules' actions recorded
-    /// only, actions past a daily cap held (and the cap alerted once a day).
+    /// only, actions past a daily cap held (and the cap alerted once a day), and so are
+    /// a runaway rule's (see `health`).
     async fn record(
         &self,
         event: Option<i64>,
@@ -1142,6 +1150,10 @@ impl Daemon {
             } else if let Some((reason, notice)) =
                 self.cap_reached(action, &batch, day_start, now).await?
             {
+                notices.extend(notice);
+                action.hold = Some(reason.clone());
+                format!("held: {reason}")
+            } else if let Some((reason, notice)) = self.runaway(action, &batch, day_start).await? {
                 notices.extend(notice);
                 action.hold = Some(reason.clone());
                 format!("held: {reason}")
@@ -1645,6 +1657,11 @@ impl Daemon {
             let daemon = self.clone();
             let shutdown = shutdown.clone();
             tasks.spawn(async move { daemon.executor_loop(shutdown).await });
+        }
+        {
+            let daemon = self.clone();
+            let shutdown = shutdown.clone();
+            tasks.spawn(async move { daemon.health_loop(&shutdown).await });
         }
         if let Some(summary) = self.config.summary.clone() {
             let daemon = self.clone();
