@@ -277,13 +277,20 @@ impl Daemon {
         now: DateTime<Utc>,
         raised: &mut Vec<Raised>,
     ) -> Result<(), StoreError> {
-        let moved: HashMap<String, DateTime<Utc>> = self
+        // The last good poll as the poll health record has it; else when the source's
+        // checkpoint last moved (every good poll moves it).
+        let mut moved: HashMap<String, DateTime<Utc>> = self
             .store
             .checkpoints()
             .await?
             .into_iter()
             .map(|(source, _, moved)| (source, moved))
             .collect();
+        for health in self.store.source_health().await? {
+            if let Some(good) = health.last_good_at {
+                moved.insert(health.source, good);
+            }
+        }
         let missed = self.config.health.stalled_after_intervals;
         let mut memory = self.health.memory();
         for source in &self.sources {
