@@ -4,6 +4,8 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "common/openapi.rs"]
+mod openapi;
 
 #[path = "marketplace_actions/ebay.rs"]
 mod ebay;

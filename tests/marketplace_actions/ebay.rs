@@ -4,8 +4,7 @@
 //! token's finances scope, and a cancellation held for Seller Hub. The issue_refund
 //! request and answers are checked against the published contract.
 
-#[path = "../common/openapi.rs"]
-mod openapi;
+use crate::openapi;
 
 use chrono::Duration;
 use nightdesk::clock::Clock;

@@ -4,8 +4,7 @@
 //! back, adopted, or resubmitted once), and the token and headers on every call. The
 //! request bodies and the answers are checked against the Walmart contract.
 
-#[path = "../common/openapi.rs"]
-mod openapi;
+use crate::openapi;
 
 use std::sync::OnceLock;
 
