@@ -20,13 +20,15 @@
 //!   templates, the compliance linter, `check`, fixtures (`nightdesk test`).
 //! - [`outbox`]: claiming with leases and fencing, the executor loop with its safety
 //!   classes, alert grouping and quiet hours, approvals, the morning summary.
-//! - [`executors`]: one module per upstream that acts (Amazon Messaging and Feeds).
+//! - [`executors`]: one module per upstream that acts (Amazon Messaging and Feeds;
+//!   Shopify, eBay and Walmart refunds and cancellations; replies to buyer mail).
 //! - [`channels`]: where alerts go: Slack, Teams, Discord, Google Chat, a signed
 //!   webhook, e-mail.
 //! - [`audit`]: an order's timeline as evidence (`nightdesk audit`).
-//! - [`daemon`]: wires the stages together for `run`, `demo` and the tests; `replay` and
+//! - [`daemon`]: wires the stages together for `run`, `demo` and the tests; leases so
+//!   several instances share the scheduled work; alerts about itself; `replay` and
 //!   `explain` read what the stages recorded.
-//! - [`server`]: `/healthz`, `/metrics` and the approval API.
+//! - [`server`]: `/healthz`, `/readyz`, `/metrics` and the approval API.
 //! - [`service`]: running as a systemd service: the supervisor that reloads the daemon
 //!   on SIGHUP, readiness, watchdog and stopping notifications.
 //! - [`sandbox`]: local fakes of the upstream APIs, written from their published contracts.

@@ -35,6 +35,7 @@ use crate::http::UpstreamError;
 use crate::model::{
     ActionRequest, OrderStatus, RefundLine, StoredOrder, format_cents, parse_cents,
 };
+use crate::rules::reasons::native_reason;
 use crate::sources::ebay::orders::WireOrder;
 use crate::sources::ebay::{EbayApi, EbaySource, wire_order};
 
@@ -94,19 +95,6 @@ const REFUND_POLL: Duration = Duration::minutes(5);
 const REFUND_PATIENCE: Duration = Duration::days(3);
 /// issueRefund's `comment` is at most 100 characters.
 const COMMENT_MAX: usize = 100;
-
-/// The native reason for `reason`: a native code as it is, an Amazon code mapped.
-fn native_reason(
-    reason: &str,
-    native: &[&'static str],
-    map: &[(&str, &'static str)],
-) -> Option<&'static str> {
-    native.iter().find(|n| **n == reason).copied().or_else(|| {
-        map.iter()
-            .find(|(from, _)| *from == reason)
-            .map(|(_, to)| *to)
-    })
-}
 
 /// Acts on one eBay seller account.
 pub struct EbayExecutor {

@@ -33,6 +33,7 @@ use crate::http::UpstreamError;
 use crate::model::{
     ActionRequest, OrderItem, OrderStatus, RefundLine, StoredOrder, format_cents, parse_cents,
 };
+use crate::rules::reasons::native_reason;
 use crate::sources::SourceError;
 use crate::sources::shopify::{ShopifyApi, ShopifySource, order_snapshot};
 
@@ -112,19 +113,6 @@ const CANCEL_MUTATION: &str = "mutation NightdeskCancel($orderId: ID!, $reason: 
 
 const TRANSACTIONS_QUERY: &str = "query NightdeskOrderTransactions($id: ID!) { order(id: $id) { \
      id transactions(first: 20) { id kind status gateway } } }";
-
-/// The native reason for `reason`: a native code as it is, an Amazon code mapped.
-pub fn native_reason(
-    reason: &str,
-    native: &[&'static str],
-    map: &[(&str, &'static str)],
-) -> Option<&'static str> {
-    native.iter().find(|n| **n == reason).copied().or_else(|| {
-        map.iter()
-            .find(|(from, _)| *from == reason)
-            .map(|(_, to)| *to)
-    })
-}
 
 /// Acts on one Shopify shop.
 pub struct ShopifyExecutor {

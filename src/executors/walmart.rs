@@ -128,31 +128,13 @@ const REFUND_FROM_AMAZON: &[(&str, &str)] = &[
 /// Walmart's cancellation reason for `reason`: Walmart's own code as it is, or the
 /// nearest one to an Amazon `CancelReason`.
 pub fn cancel_reason(reason: &str) -> Option<&'static str> {
-    native_or_mapped(reason, CANCEL_REASONS, CANCEL_FROM_AMAZON)
+    crate::rules::reasons::native_reason(reason, CANCEL_REASONS, CANCEL_FROM_AMAZON)
 }
 
 /// Walmart's refund reason for `reason`: Walmart's own as it is, or the nearest one to
 /// an Amazon `AdjustmentReason`.
 pub fn refund_reason(reason: &str) -> Option<&'static str> {
-    native_or_mapped(reason, REFUND_REASONS, REFUND_FROM_AMAZON)
-}
-
-fn native_or_mapped(
-    reason: &str,
-    native: &[&'static str],
-    mapped: &[(&str, &'static str)],
-) -> Option<&'static str> {
-    let reason = reason.trim();
-    native
-        .iter()
-        .find(|code| **code == reason)
-        .or_else(|| {
-            mapped
-                .iter()
-                .find(|(amazon, _)| *amazon == reason)
-                .map(|(_, walmart)| walmart)
-        })
-        .copied()
+    crate::rules::reasons::native_reason(reason, REFUND_REASONS, REFUND_FROM_AMAZON)
 }
 
 /// Which of the two calls.

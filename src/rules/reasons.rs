@@ -89,6 +89,25 @@ pub fn unknown_reason(
     Some(text)
 }
 
+/// A marketplace's own reason code for `reason`: one of its `native` codes as it is, or
+/// the one `map` gives for an Amazon code (each executor's table); `None` for neither.
+pub fn native_reason(
+    reason: &str,
+    native: &[&'static str],
+    map: &[(&str, &'static str)],
+) -> Option<&'static str> {
+    let reason = reason.trim();
+    native
+        .iter()
+        .find(|code| **code == reason)
+        .copied()
+        .or_else(|| {
+            map.iter()
+                .find(|(amazon, _)| *amazon == reason)
+                .map(|(_, code)| *code)
+        })
+}
+
 /// Why `value` is not in `list`, or `None` if it is.
 pub fn unknown(what: &str, value: &str, list: &[&str]) -> Option<String> {
     if list.contains(&value) {
