@@ -11,5 +11,7 @@ mod openapi;
 mod ebay;
 #[path = "marketplace_actions/shopify.rs"]
 mod shopify;
+#[path = "marketplace_actions/support.rs"]
+mod support;
 #[path = "marketplace_actions/walmart.rs"]
 mod walmart;

@@ -7,18 +7,17 @@
 use crate::openapi;
 
 use chrono::Duration;
-use nightdesk::clock::Clock;
 use nightdesk::daemon::Daemon;
-use nightdesk::model::{ActionRequest, PlannedAction, RefundLine, SalesChannel, Subject};
+use nightdesk::model::{ActionRequest, RefundLine, SalesChannel, Subject};
 use nightdesk::sandbox::marketplaces::ebay::{
     CLIENT_ID, CLIENT_SECRET, EbayRefundOutcome, REFRESH_TOKEN,
 };
 use nightdesk::sandbox::{Fault, Scenario};
-use nightdesk::store::OutboxRow;
 use openapi::OpenApi;
 use serde_json::{Value, json};
 
-use crate::common::{self, Harness, harnesses};
+use crate::common::{Harness, harnesses};
+use crate::support::{self, execute, receipt, row_in};
 
 const ORDER: &str = "12-34567-89012";
 const FINANCES: &str = "https://api.ebay.com/oauth/api_scope/sell.finances";
@@ -53,87 +52,36 @@ fn valid(api: &OpenApi, schema: &Value, body: &Value, what: &str) {
     }
 }
 
-fn daemon(h: &Harness) -> Daemon {
-    let text = format!(
-        "{}ebay:\n  accounts:\n    - name: ebay-us\n      client_id: {CLIENT_ID}\n      client_secret: env:T_EBAY_SECRET\n      refresh_token: env:T_EBAY_REFRESH\n      schedule: \"* * * * *\"\n",
-        common::CONFIG
-    );
-    let path = h.dir.path().join("nightdesk.yaml");
-    let config = match nightdesk::config::Config::from_str(&text, &path) {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
-    };
-    let secrets = h
-        .secrets()
-        .with_override("T_EBAY_SECRET", CLIENT_SECRET.to_owned())
-        .with_override("T_EBAY_REFRESH", REFRESH_TOKEN.to_owned());
-    h.daemon_with(config, secrets)
+/// An issue_refund request body follows the contract.
+fn valid_refund_request(api: &OpenApi, body: &Value, what: &str) {
+    valid(api, &api.schema("IssueRefundRequest"), body, what);
 }
 
 async fn polled(h: &Harness) -> Daemon {
-    let d = daemon(h);
-    if let Err(e) = d.run_cycle().await {
-        panic!("{}: cycle: {e}", h.label());
-    }
-    match h.store.store.order(SalesChannel::Ebay, ORDER).await {
-        Ok(Some(_)) => d,
-        other => panic!("{}: the order was not stored: {other:?}", h.label()),
-    }
+    let section = format!(
+        r#"ebay:
+  accounts:
+    - name: ebay-us
+      client_id: {CLIENT_ID}
+      client_secret: env:T_EBAY_SECRET
+      refresh_token: env:T_EBAY_REFRESH
+      schedule: "* * * * *"
+"#
+    );
+    let secrets = [
+        ("T_EBAY_SECRET", CLIENT_SECRET),
+        ("T_EBAY_REFRESH", REFRESH_TOKEN),
+    ];
+    let d = support::daemon(h, &section, &secrets);
+    support::polled(h, d, SalesChannel::Ebay, &[ORDER]).await
 }
 
 async fn plan(h: &Harness, key: &str, request: ActionRequest) {
-    let action = PlannedAction {
-        rule: "test_rule".into(),
-        rule_version: "test".into(),
-        subject: Subject::order(SalesChannel::Ebay, ORDER),
-        request,
-        idempotency_key: key.into(),
-        hold: None,
-        dry_run: false,
-    };
-    if let Err(e) = h.store.store.plan(None, &[action], h.clock.now()).await {
-        panic!("{}: plan: {e}", h.label());
-    }
-}
-
-async fn execute(h: &Harness, d: &Daemon) {
-    if let Err(e) = d.execute_due(&|| false).await {
-        panic!("{}: execute: {e}", h.label());
-    }
-}
-
-async fn row(h: &Harness, key: &str) -> OutboxRow {
-    let rows = match h.store.store.outbox().await {
-        Ok(rows) => rows,
-        Err(e) => panic!("{e}"),
-    };
-    match rows.into_iter().find(|r| r.idempotency_key == key) {
-        Some(r) => r,
-        None => panic!("{}: no outbox row {key}", h.label()),
-    }
-}
-
-async fn receipt(h: &Harness, id: i64) -> Value {
-    let log = match h.store.store.audit_log(None).await {
-        Ok(log) => log,
-        Err(e) => panic!("{e}"),
-    };
-    match log
-        .into_iter()
-        .find(|e| e.outbox_id == Some(id) && e.kind == "attempt" && e.detail["outcome"] == "done")
-    {
-        Some(entry) => entry.detail["detail"].clone(),
-        None => panic!("{}: no done entry for action {id}", h.label()),
-    }
+    support::plan(h, Subject::order(SalesChannel::Ebay, ORDER), key, request).await;
 }
 
 fn refund(reason: &str, items: Vec<RefundLine>, amount: Option<&str>) -> ActionRequest {
-    ActionRequest::Refund {
-        order: ORDER.into(),
-        reason: reason.into(),
-        items,
-        amount: amount.map(str::to_owned),
-    }
+    support::refund(ORDER, reason, items, amount)
 }
 
 fn refund_calls(h: &Harness) -> Vec<Value> {
@@ -150,14 +98,7 @@ async fn a_pending_refund_is_confirmed_through_get_order() {
         let d = polled(&h).await;
         plan(&h, "refund-whole", refund("CustomerReturn", vec![], None)).await;
         execute(&h, &d).await;
-        let waiting = row(&h, "refund-whole").await;
-        assert_eq!(
-            waiting.state,
-            "planned",
-            "{}: {:?}",
-            h.label(),
-            waiting.last_error
-        );
+        let waiting = row_in(&h, "refund-whole", "planned").await;
         let refunds = h.sandbox.ebay_refunds();
         assert_eq!(refunds.len(), 1, "{}", h.label());
         assert_eq!(refunds[0].cents, 3547);
@@ -172,18 +113,12 @@ async fn a_pending_refund_is_confirmed_through_get_order() {
             sent[0]["orderLevelRefundAmount"],
             json!({"value": "35.47", "currency": "USD"})
         );
-        valid(
-            &api,
-            &api.schema("IssueRefundRequest"),
-            &sent[0],
-            "the request sent",
-        );
+        valid_refund_request(&api, &sent[0], "the request sent");
 
         // Five minutes on, eBay has settled it.
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
-        let done = row(&h, "refund-whole").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "refund-whole", "done").await;
         assert_eq!(refund_calls(&h).len(), 1, "confirmed, never asked twice");
         let receipt = receipt(&h, done.id).await;
         assert_eq!(receipt["safety"], "verify-then-retry");
@@ -214,16 +149,10 @@ async fn a_line_refund_is_confirmed_by_its_date_and_a_failed_refund_fails_the_ac
             sent[0]["refundItems"],
             json!([{"lineItemId": "10001", "refundAmount": {"value": "12.99", "currency": "USD"}}])
         );
-        valid(
-            &api,
-            &api.schema("IssueRefundRequest"),
-            &sent[0],
-            "the line refund sent",
-        );
+        valid_refund_request(&api, &sent[0], "the line refund sent");
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
-        let done = row(&h, "refund-mug").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "refund-mug", "done").await;
         assert_eq!(receipt(&h, done.id).await["result"]["amount"], "12.99");
 
         // eBay fails the next one: the order shows it FAILED.
@@ -235,22 +164,10 @@ async fn a_line_refund_is_confirmed_by_its_date_and_a_failed_refund_fails_the_ac
         )
         .await;
         execute(&h, &d).await;
-        assert_eq!(
-            row(&h, "refund-failed").await.state,
-            "planned",
-            "{}",
-            h.label()
-        );
+        row_in(&h, "refund-failed", "planned").await;
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
-        let failed = row(&h, "refund-failed").await;
-        assert_eq!(
-            failed.state,
-            "failed",
-            "{}: {:?}",
-            h.label(),
-            failed.last_error
-        );
+        let failed = row_in(&h, "refund-failed", "failed").await;
         assert!(
             failed.last_error.unwrap_or_default().contains("FAILED"),
             "{}",
@@ -273,20 +190,12 @@ async fn an_answer_lost_after_ebay_refunded_is_adopted_without_a_second_refund()
         )
         .await;
         execute(&h, &d).await;
-        let first = row(&h, "refund-lost").await;
-        assert_eq!(
-            first.state,
-            "retry",
-            "{}: {:?}",
-            h.label(),
-            first.last_error
-        );
+        row_in(&h, "refund-lost", "retry").await;
         assert_eq!(h.sandbox.ebay_refunds().len(), 1);
         // The next attempt reads the order back: the refund is there (settled by now).
         h.clock.advance(Duration::minutes(2));
         execute(&h, &d).await;
-        let done = row(&h, "refund-lost").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "refund-lost", "done").await;
         assert_eq!(
             refund_calls(&h).len(),
             1,
@@ -309,28 +218,16 @@ async fn an_answer_lost_before_ebay_acted_is_asked_once_more() {
         h.sandbox.inject(Fault::status("ebay.issueRefund", 500));
         plan(&h, "refund-again", refund("CustomerCancel", vec![], None)).await;
         execute(&h, &d).await;
-        assert_eq!(
-            row(&h, "refund-again").await.state,
-            "retry",
-            "{}",
-            h.label()
-        );
+        row_in(&h, "refund-again", "retry").await;
         assert!(h.sandbox.ebay_refunds().is_empty());
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
-        let waiting = row(&h, "refund-again").await;
-        assert_eq!(
-            waiting.state,
-            "planned",
-            "{}: {:?}",
-            h.label(),
-            waiting.last_error
-        );
+        row_in(&h, "refund-again", "planned").await;
         assert_eq!(refund_calls(&h).len(), 2, "{}: resubmitted once", h.label());
         assert_eq!(h.sandbox.ebay_refunds().len(), 1);
         h.clock.advance(Duration::minutes(5));
         execute(&h, &d).await;
-        assert_eq!(row(&h, "refund-again").await.state, "done", "{}", h.label());
+        row_in(&h, "refund-again", "done").await;
         assert_eq!(refund_calls(&h).len(), 2);
         assert_eq!(h.sandbox.ebay_refunds().len(), 1);
     }
@@ -363,10 +260,7 @@ async fn the_refund_token_asks_for_the_finances_scope_and_polling_does_not() {
 async fn a_cancellation_is_held_for_seller_hub_and_unknown_reasons_are_refused() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
-        let cancel = |reason: &str| ActionRequest::Cancel {
-            order: ORDER.into(),
-            reason: reason.into(),
-        };
+        let cancel = |reason: &str| support::cancel(ORDER, reason);
         plan(&h, "cancel", cancel("NoInventory")).await;
         plan(&h, "cancel-nonsense", cancel("BecauseISaidSo")).await;
         plan(
@@ -376,15 +270,13 @@ async fn a_cancellation_is_held_for_seller_hub_and_unknown_reasons_are_refused()
         )
         .await;
         execute(&h, &d).await;
-        let held = row(&h, "cancel").await;
-        assert_eq!(held.state, "held", "{}: {:?}", h.label(), held.last_error);
+        let held = row_in(&h, "cancel", "held").await;
         let reason = held.last_error.unwrap_or_default();
         assert!(reason.contains("Seller Hub"), "{reason}");
         assert!(reason.contains("OUT_OF_STOCK"), "{reason}");
         assert!(reason.contains(ORDER), "{reason}");
         for key in ["cancel-nonsense", "refund-nonsense"] {
-            let refused = row(&h, key).await;
-            assert_eq!(refused.state, "failed", "{}: {key}", h.label());
+            let refused = row_in(&h, key, "failed").await;
             assert!(
                 refused.last_error.unwrap_or_default().contains("unknown"),
                 "{key}"
@@ -447,7 +339,7 @@ async fn issue_refund_follows_the_contract() {
         "comment": "returned",
         "refundItems": [{"lineItemId": "10002", "refundAmount": {"value": "3.50", "currency": "USD"}}],
     });
-    valid(&api, &api.schema("IssueRefundRequest"), &request, "request");
+    valid_refund_request(&api, &request, "request");
 
     let (status, body) = post(narrow, request.clone()).await;
     assert_eq!(status, 403, "no finances scope: {body}");

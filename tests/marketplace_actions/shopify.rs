@@ -4,16 +4,15 @@
 //! runs a while, one Shopify refuses, and one whose answer was lost (read back, adopted).
 
 use chrono::Duration;
-use nightdesk::clock::Clock;
 use nightdesk::daemon::Daemon;
 use nightdesk::executors::shopify::refund_key;
-use nightdesk::model::{ActionRequest, PlannedAction, RefundLine, SalesChannel, Subject};
+use nightdesk::model::{ActionRequest, RefundLine, SalesChannel, Subject};
 use nightdesk::sandbox::marketplaces::shopify::SANDBOX_ACCESS_TOKEN;
 use nightdesk::sandbox::{Fault, Scenario, When};
-use nightdesk::store::OutboxRow;
 use serde_json::{Value, json};
 
-use crate::common::{self, Harness, harnesses};
+use crate::common::{Harness, harnesses};
+use crate::support::{self, execute, receipt, row_in};
 
 const ORDER: &str = "#1001";
 const ORDER_GID: &str = "gid://shopify/Order/5001";
@@ -39,79 +38,28 @@ shopify:
     }
 }
 
-fn daemon(h: &Harness) -> Daemon {
-    let text = format!(
-        "{}shopify:\n  accounts:\n    - name: ridgeline\n      shop: ridgeline-coffee\n      access_token: env:T_SHOPIFY\n      schedule: \"* * * * *\"\n",
-        common::CONFIG
-    );
-    let path = h.dir.path().join("nightdesk.yaml");
-    let config = match nightdesk::config::Config::from_str(&text, &path) {
-        Ok(c) => c,
-        Err(e) => panic!("{e}"),
-    };
-    let secrets = h
-        .secrets()
-        .with_override("T_SHOPIFY", SANDBOX_ACCESS_TOKEN.to_owned());
-    h.daemon_with(config, secrets)
-}
+const SECTION: &str = r#"shopify:
+  accounts:
+    - name: ridgeline
+      shop: ridgeline-coffee
+      access_token: env:T_SHOPIFY
+      schedule: "* * * * *"
+"#;
 
 /// The daemon, after one poll stored the shop's orders.
 async fn polled(h: &Harness) -> Daemon {
-    let d = daemon(h);
-    if let Err(e) = d.run_cycle().await {
-        panic!("{}: cycle: {e}", h.label());
-    }
-    match h.store.store.order(SalesChannel::Shopify, ORDER).await {
-        Ok(Some(_)) => d,
-        other => panic!("{}: the order was not stored: {other:?}", h.label()),
-    }
+    let d = support::daemon(h, SECTION, &[("T_SHOPIFY", SANDBOX_ACCESS_TOKEN)]);
+    support::polled(h, d, SalesChannel::Shopify, &[ORDER]).await
 }
 
 async fn plan(h: &Harness, key: &str, request: ActionRequest) {
-    let action = PlannedAction {
-        rule: "test_rule".into(),
-        rule_version: "test".into(),
-        subject: Subject::order(SalesChannel::Shopify, ORDER),
+    support::plan(
+        h,
+        Subject::order(SalesChannel::Shopify, ORDER),
+        key,
         request,
-        idempotency_key: key.into(),
-        hold: None,
-        dry_run: false,
-    };
-    if let Err(e) = h.store.store.plan(None, &[action], h.clock.now()).await {
-        panic!("{}: plan: {e}", h.label());
-    }
-}
-
-async fn execute(h: &Harness, d: &Daemon) {
-    if let Err(e) = d.execute_due(&|| false).await {
-        panic!("{}: execute: {e}", h.label());
-    }
-}
-
-async fn row(h: &Harness, key: &str) -> OutboxRow {
-    let rows = match h.store.store.outbox().await {
-        Ok(rows) => rows,
-        Err(e) => panic!("{e}"),
-    };
-    match rows.into_iter().find(|r| r.idempotency_key == key) {
-        Some(r) => r,
-        None => panic!("{}: no outbox row {key}", h.label()),
-    }
-}
-
-/// The receipt the outbox recorded when the action was done.
-async fn receipt(h: &Harness, id: i64) -> Value {
-    let log = match h.store.store.audit_log(None).await {
-        Ok(log) => log,
-        Err(e) => panic!("{e}"),
-    };
-    match log
-        .into_iter()
-        .find(|e| e.outbox_id == Some(id) && e.kind == "attempt" && e.detail["outcome"] == "done")
-    {
-        Some(entry) => entry.detail["detail"].clone(),
-        None => panic!("{}: no done entry for action {id}", h.label()),
-    }
+    )
+    .await;
 }
 
 /// The GraphQL calls whose query names `field`, with their variables.
@@ -128,19 +76,11 @@ fn calls(h: &Harness, field: &str) -> Vec<Value> {
 }
 
 fn refund(items: Vec<RefundLine>, amount: Option<&str>) -> ActionRequest {
-    ActionRequest::Refund {
-        order: ORDER.into(),
-        reason: "CustomerReturn".into(),
-        items,
-        amount: amount.map(str::to_owned),
-    }
+    support::refund(ORDER, "CustomerReturn", items, amount)
 }
 
 fn cancel(reason: &str) -> ActionRequest {
-    ActionRequest::Cancel {
-        order: ORDER.into(),
-        reason: reason.into(),
-    }
+    support::cancel(ORDER, reason)
 }
 
 #[tokio::test]
@@ -149,8 +89,7 @@ async fn a_whole_order_refund_is_one_refund_create_with_the_key_and_the_sale_as_
         let d = polled(&h).await;
         plan(&h, "refund-whole", refund(vec![], None)).await;
         execute(&h, &d).await;
-        let row = row(&h, "refund-whole").await;
-        assert_eq!(row.state, "done", "{}: {:?}", h.label(), row.last_error);
+        let row = row_in(&h, "refund-whole", "done").await;
         let refunds = h.sandbox.shopify_refunds();
         assert_eq!(refunds.len(), 1, "{}", h.label());
         assert_eq!(refunds[0].amount_cents, 2800);
@@ -207,14 +146,7 @@ async fn a_partial_refund_names_its_lines_and_pays_their_value_or_the_amount() {
         plan(&h, "refund-beans", refund(one_bag, Some("10.00"))).await;
         execute(&h, &d).await;
         for key in ["refund-filters", "refund-beans"] {
-            let row = row(&h, key).await;
-            assert_eq!(
-                row.state,
-                "done",
-                "{}: {key}: {:?}",
-                h.label(),
-                row.last_error
-            );
+            row_in(&h, key, "done").await;
         }
         let refunds = h.sandbox.shopify_refunds();
         assert_eq!(refunds.len(), 2, "{}", h.label());
@@ -259,19 +191,11 @@ async fn a_refund_whose_answers_were_lost_is_retried_with_the_same_key_and_refun
         );
         plan(&h, "refund-lost", refund(vec![], None)).await;
         execute(&h, &d).await;
-        let first = row(&h, "refund-lost").await;
-        assert_eq!(
-            first.state,
-            "retry",
-            "{}: {:?}",
-            h.label(),
-            first.last_error
-        );
+        row_in(&h, "refund-lost", "retry").await;
         assert_eq!(h.sandbox.shopify_refunds().len(), 1, "{}", h.label());
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
-        let done = row(&h, "refund-lost").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "refund-lost", "done").await;
         let refunds = h.sandbox.shopify_refunds();
         assert_eq!(refunds.len(), 1, "{}: one refund upstream", h.label());
         let sent = calls(&h, "refundCreate");
@@ -295,14 +219,7 @@ async fn a_cancellation_waits_for_its_job_then_is_done() {
         h.sandbox.shopify_set_cancel_delay(Duration::seconds(50));
         plan(&h, "cancel-job", cancel("BuyerCanceled")).await;
         execute(&h, &d).await;
-        let waiting = row(&h, "cancel-job").await;
-        assert_eq!(
-            waiting.state,
-            "planned",
-            "{}: {:?}",
-            h.label(),
-            waiting.last_error
-        );
+        let waiting = row_in(&h, "cancel-job", "planned").await;
         assert!(
             waiting
                 .progress
@@ -325,16 +242,10 @@ async fn a_cancellation_waits_for_its_job_then_is_done() {
         // 30 s on, the job still runs; 60 s on, the order shows it.
         h.clock.advance(Duration::seconds(30));
         execute(&h, &d).await;
-        assert_eq!(
-            row(&h, "cancel-job").await.state,
-            "planned",
-            "{}",
-            h.label()
-        );
+        row_in(&h, "cancel-job", "planned").await;
         h.clock.advance(Duration::seconds(30));
         execute(&h, &d).await;
-        let done = row(&h, "cancel-job").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "cancel-job", "done").await;
         assert_eq!(h.sandbox.shopify_cancellations(), 1);
         assert_eq!(calls(&h, "orderCancel").len(), 1, "never asked twice");
         let receipt = receipt(&h, done.id).await;
@@ -357,8 +268,7 @@ async fn a_cancellation_shopify_refuses_fails_with_its_message() {
         }
         plan(&h, "cancel-refused", cancel("NoInventory")).await;
         execute(&h, &d).await;
-        let failed = row(&h, "cancel-refused").await;
-        assert_eq!(failed.state, "failed", "{}", h.label());
+        let failed = row_in(&h, "cancel-refused", "failed").await;
         let error = failed.last_error.unwrap_or_default();
         assert!(
             error.contains("Order has already been cancelled"),
@@ -369,8 +279,7 @@ async fn a_cancellation_shopify_refuses_fails_with_its_message() {
         // An unknown reason is refused before any call.
         plan(&h, "cancel-nonsense", cancel("BecauseISaidSo")).await;
         execute(&h, &d).await;
-        let refused = row(&h, "cancel-nonsense").await;
-        assert_eq!(refused.state, "failed");
+        let refused = row_in(&h, "cancel-nonsense", "failed").await;
         assert!(
             refused
                 .last_error
@@ -389,19 +298,11 @@ async fn a_cancellation_whose_answer_was_lost_is_read_back_and_adopted() {
             .inject(Fault::status("shopify.orderCancel", 500).after_effect());
         plan(&h, "cancel-lost", cancel("BuyerCanceled")).await;
         execute(&h, &d).await;
-        let first = row(&h, "cancel-lost").await;
-        assert_eq!(
-            first.state,
-            "retry",
-            "{}: {:?}",
-            h.label(),
-            first.last_error
-        );
+        row_in(&h, "cancel-lost", "retry").await;
         assert_eq!(h.sandbox.shopify_cancellations(), 1);
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
-        let done = row(&h, "cancel-lost").await;
-        assert_eq!(done.state, "done", "{}: {:?}", h.label(), done.last_error);
+        let done = row_in(&h, "cancel-lost", "done").await;
         assert_eq!(
             calls(&h, "orderCancel").len(),
             1,

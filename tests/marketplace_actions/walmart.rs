@@ -9,21 +9,20 @@ use crate::openapi;
 use std::sync::OnceLock;
 
 use chrono::Duration;
-use nightdesk::clock::Clock;
 use nightdesk::daemon::Daemon;
-use nightdesk::model::{
-    ActionRequest, OrderStatus, PlannedAction, RefundLine, SalesChannel, Subject,
-};
+use nightdesk::model::{OrderStatus, PlannedAction, RefundLine, SalesChannel, Subject};
 use nightdesk::sandbox::marketplaces::walmart::{
     CLIENT_ID, CLIENT_SECRET, WalmartScenario, WalmartScenarioAddress, WalmartScenarioLine,
     WalmartScenarioOrder, WalmartScenarioTracking,
 };
 use nightdesk::sandbox::{Amount, Fault, JournalEntry, Scenario, When};
+use nightdesk::sources::walmart::orders::WalmartOrder;
 use nightdesk::store::OutboxRow;
 use openapi::OpenApi;
 use serde_json::{Value, json};
 
-use crate::common::{self, Harness, harnesses};
+use crate::common::{Harness, harnesses};
+use crate::support::{self, execute, plan_all, row_in};
 
 const SPEC: &str = "walmart/walmart-marketplace-orders-openapi-original.yml";
 const CANCEL: &str = "walmart.cancelOrderLines";
@@ -123,64 +122,44 @@ fn scenario() -> Scenario {
     }
 }
 
-/// The harness config with a Walmart account on the sandbox.
+/// The harness daemon with a Walmart account on the sandbox.
 fn daemon(h: &Harness) -> Daemon {
-    let text = format!(
-        "{}walmart:\n  accounts:\n    - name: walmart-us\n      client_id: {CLIENT_ID}\n      client_secret: env:T_WALMART\n",
-        common::CONFIG
+    let section = format!(
+        r#"walmart:
+  accounts:
+    - name: walmart-us
+      client_id: {CLIENT_ID}
+      client_secret: env:T_WALMART
+"#
     );
-    let config =
-        match nightdesk::config::Config::from_str(&text, &h.dir.path().join("nightdesk.yaml")) {
-            Ok(c) => c,
-            Err(e) => panic!("config: {e}"),
-        };
-    let secrets = h
-        .secrets()
-        .with_override("T_WALMART", CLIENT_SECRET.to_owned());
-    h.daemon_with(config, secrets)
+    support::daemon(h, &section, &[("T_WALMART", CLIENT_SECRET)])
 }
 
 /// A daemon with the sandbox's Walmart orders in its store.
 async fn polled(h: &Harness) -> Daemon {
-    let d = daemon(h);
-    if let Err(e) = d.run_cycle().await {
-        panic!("{}: cycle: {e}", h.label());
-    }
-    for po in [OPEN, SHIPPED, PART_SHIPPED] {
-        match h.store.store.order(SalesChannel::Walmart, po).await {
-            Ok(Some(_)) => {}
-            other => panic!("{}: order {po} not stored: {other:?}", h.label()),
-        }
-    }
-    d
+    let orders = [OPEN, SHIPPED, PART_SHIPPED];
+    support::polled(h, daemon(h), SalesChannel::Walmart, &orders).await
 }
 
-fn action(po: &str, request: ActionRequest, key: &str) -> PlannedAction {
-    PlannedAction {
-        rule: "t".into(),
-        rule_version: "test".into(),
-        subject: Subject::order(SalesChannel::Walmart, po),
-        request,
-        idempotency_key: key.into(),
-        hold: None,
-        dry_run: false,
-    }
+fn cancel(po: &str, reason: &str, key: &str) -> PlannedAction {
+    let subject = Subject::order(SalesChannel::Walmart, po);
+    support::action(subject, key, support::cancel(po, reason))
 }
 
-fn cancel(po: &str, reason: &str) -> ActionRequest {
-    ActionRequest::Cancel {
-        order: po.into(),
-        reason: reason.into(),
-    }
+fn refund(
+    po: &str,
+    reason: &str,
+    items: Vec<RefundLine>,
+    amount: Option<&str>,
+    key: &str,
+) -> PlannedAction {
+    let subject = Subject::order(SalesChannel::Walmart, po);
+    support::action(subject, key, support::refund(po, reason, items, amount))
 }
 
-fn refund(po: &str, reason: &str, items: Vec<RefundLine>, amount: Option<&str>) -> ActionRequest {
-    ActionRequest::Refund {
-        order: po.into(),
-        reason: reason.into(),
-        items,
-        amount: amount.map(str::to_owned),
-    }
+/// Everything shipped on `po`, for the buyer's return.
+fn full_refund(po: &str, key: &str) -> PlannedAction {
+    refund(po, "CustomerReturn", vec![], None, key)
 }
 
 fn refund_line(item: &str, quantity: Option<i64>, amount: Option<&str>) -> RefundLine {
@@ -191,42 +170,9 @@ fn refund_line(item: &str, quantity: Option<i64>, amount: Option<&str>) -> Refun
     }
 }
 
-async fn plan(h: &Harness, actions: &[PlannedAction]) {
-    if let Err(e) = h.store.store.plan(None, actions, h.clock.now()).await {
-        panic!("{}: plan: {e}", h.label());
-    }
-}
-
-async fn execute(h: &Harness, d: &Daemon) {
-    if let Err(e) = d.execute_due(&|| false).await {
-        panic!("{}: execute: {e}", h.label());
-    }
-}
-
-async fn row(h: &Harness, key: &str) -> OutboxRow {
-    let rows = match h.store.store.outbox().await {
-        Ok(rows) => rows,
-        Err(e) => panic!("{}: outbox: {e}", h.label()),
-    };
-    match rows.into_iter().find(|r| r.idempotency_key == key) {
-        Some(r) => r,
-        None => panic!("{}: no outbox row {key}", h.label()),
-    }
-}
-
-/// The receipt of the action's successful attempt.
-async fn receipt(h: &Harness, po: &str) -> Value {
-    let subject = Subject::order(SalesChannel::Walmart, po);
-    let entries = match h.store.store.audit_log(Some(subject.as_str())).await {
-        Ok(entries) => entries,
-        Err(e) => panic!("{}: audit: {e}", h.label()),
-    };
-    entries
-        .into_iter()
-        .rev()
-        .find(|e| e.detail["outcome"] == "done")
-        .map(|e| e.detail["detail"]["result"].clone())
-        .unwrap_or(Value::Null)
+/// What the action's done attempt reported (its receipt's `result`).
+async fn result(h: &Harness, row: &OutboxRow) -> Value {
+    support::receipt(h, row.id).await["result"].clone()
 }
 
 /// The Walmart calls after the first `skip` journal entries.
@@ -271,10 +217,9 @@ fn sandbox_line(h: &Harness, po: &str, index: usize) -> (String, u32, Option<Str
 async fn a_cancellation_cancels_every_open_unit_and_later_reads_show_it() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
-        plan(&h, &[action(OPEN, cancel(OPEN, "NoInventory"), "t|cancel")]).await;
+        plan_all(&h, &[cancel(OPEN, "NoInventory", "t|cancel")]).await;
         execute(&h, &d).await;
-        let done = row(&h, "t|cancel").await;
-        assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+        let done = row_in(&h, "t|cancel", "done").await;
         let sent = calls(&h, CANCEL);
         assert_eq!(sent.len(), 1, "{}", h.label());
         assert_eq!(sent[0].path, format!("/walmart/v3/orders/{OPEN}/cancel"));
@@ -303,7 +248,7 @@ async fn a_cancellation_cancels_every_open_unit_and_later_reads_show_it() {
             );
         }
         assert_eq!(h.sandbox.walmart_cancellations(Some(OPEN)).len(), 2);
-        let result = receipt(&h, OPEN).await;
+        let result = result(&h, &done).await;
         assert_eq!(result["reason"], "SELLER_CANCEL_OUT_OF_STOCK", "{result}");
         assert_eq!(result["read_back"], false, "{result}");
         assert!(!result.to_string().contains("Ann Lee"), "{result}");
@@ -327,25 +272,24 @@ async fn a_shipped_order_or_an_unknown_reason_is_refused_before_any_call() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
         let before = h.sandbox.journal().len();
-        plan(
+        plan_all(
             &h,
             &[
-                action(SHIPPED, cancel(SHIPPED, "BuyerCanceled"), "t|shipped"),
-                action(PART_SHIPPED, cancel(PART_SHIPPED, "NoInventory"), "t|part"),
-                action(OPEN, cancel(OPEN, "BecauseISaidSo"), "t|reason"),
-                action(
+                cancel(SHIPPED, "BuyerCanceled", "t|shipped"),
+                cancel(PART_SHIPPED, "NoInventory", "t|part"),
+                cancel(OPEN, "BecauseISaidSo", "t|reason"),
+                refund(
                     SHIPPED,
-                    refund(SHIPPED, "CarrierCreditDecision", vec![], None),
+                    "CarrierCreditDecision",
+                    vec![],
+                    None,
                     "t|refund-reason",
                 ),
-                action(
+                refund(
                     PART_SHIPPED,
-                    refund(
-                        PART_SHIPPED,
-                        "CustomerReturn",
-                        vec![refund_line("2", None, None)],
-                        None,
-                    ),
+                    "CustomerReturn",
+                    vec![refund_line("2", None, None)],
+                    None,
                     "t|refund-open-line",
                 ),
             ],
@@ -359,8 +303,7 @@ async fn a_shipped_order_or_an_unknown_reason_is_refused_before_any_call() {
             ("t|refund-reason", "CarrierCreditDecision"),
             ("t|refund-open-line", "cancel it instead"),
         ] {
-            let failed = row(&h, key).await;
-            assert_eq!(failed.state, "failed", "{}: {failed:?}", h.label());
+            let failed = row_in(&h, key, "failed").await;
             let error = failed.last_error.unwrap_or_default();
             assert!(
                 error.contains(why) && error.contains("nothing was sent"),
@@ -385,18 +328,9 @@ async fn a_shipped_order_or_an_unknown_reason_is_refused_before_any_call() {
 async fn a_full_refund_takes_every_shipped_line_with_its_tax() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
-        plan(
-            &h,
-            &[action(
-                SHIPPED,
-                refund(SHIPPED, "CustomerReturn", vec![], None),
-                "t|refund",
-            )],
-        )
-        .await;
+        plan_all(&h, &[full_refund(SHIPPED, "t|refund")]).await;
         execute(&h, &d).await;
-        let done = row(&h, "t|refund").await;
-        assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+        let done = row_in(&h, "t|refund", "done").await;
         let sent = calls(&h, REFUND);
         assert_eq!(sent.len(), 1);
         check_requests(&sent, "/v3/orders/{purchaseOrderId}/refund");
@@ -425,22 +359,13 @@ async fn a_full_refund_takes_every_shipped_line_with_its_tax() {
             h.label()
         );
         assert!(refunds.iter().all(|r| r.charge_type == "PRODUCT"));
-        let result = receipt(&h, SHIPPED).await;
+        let result = result(&h, &done).await;
         assert_eq!(result["total"], "32.39", "{result}");
         assert_eq!(result["currency"], "USD", "{result}");
         // A second full refund: nothing is left, refused before the call.
-        plan(
-            &h,
-            &[action(
-                SHIPPED,
-                refund(SHIPPED, "CustomerReturn", vec![], None),
-                "t|again",
-            )],
-        )
-        .await;
+        plan_all(&h, &[full_refund(SHIPPED, "t|again")]).await;
         execute(&h, &d).await;
-        let again = row(&h, "t|again").await;
-        assert_eq!(again.state, "failed", "{}: {again:?}", h.label());
+        let again = row_in(&h, "t|again", "failed").await;
         assert!(
             again
                 .last_error
@@ -455,25 +380,24 @@ async fn a_full_refund_takes_every_shipped_line_with_its_tax() {
 async fn a_refund_of_one_line_a_unit_or_an_amount_takes_only_that() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
-        plan(
+        plan_all(
             &h,
             &[
                 // One of the two filters of line 2, named by SKU; PriceError maps to
                 // Walmart's BillingError.
-                action(
+                refund(
                     SHIPPED,
-                    refund(
-                        SHIPPED,
-                        "PriceError",
-                        vec![refund_line("400", Some(1), None)],
-                        None,
-                    ),
+                    "PriceError",
+                    vec![refund_line("400", Some(1), None)],
+                    None,
                     "t|one-unit",
                 ),
                 // 5.00 of the partly shipped order's shipped line, in Walmart's own code.
-                action(
+                refund(
                     PART_SHIPPED,
-                    refund(PART_SHIPPED, "Finance -> Goodwill", vec![], Some("5.00")),
+                    "Finance -> Goodwill",
+                    vec![],
+                    Some("5.00"),
                     "t|amount",
                 ),
             ],
@@ -481,8 +405,7 @@ async fn a_refund_of_one_line_a_unit_or_an_amount_takes_only_that() {
         .await;
         execute(&h, &d).await;
         for key in ["t|one-unit", "t|amount"] {
-            let done = row(&h, key).await;
-            assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+            row_in(&h, key, "done").await;
         }
         check_requests(&calls(&h, REFUND), "/v3/orders/{purchaseOrderId}/refund");
         let one: Vec<(String, String, i64, i64)> = h
@@ -517,14 +440,9 @@ async fn an_ambiguous_cancellation_that_landed_is_read_back_and_adopted() {
     for h in harnesses(&scenario()).await {
         let d = polled(&h).await;
         h.sandbox.inject(Fault::status(CANCEL, 500).after_effect());
-        plan(
-            &h,
-            &[action(OPEN, cancel(OPEN, "BuyerCanceled"), "t|cancel")],
-        )
-        .await;
+        plan_all(&h, &[cancel(OPEN, "BuyerCanceled", "t|cancel")]).await;
         execute(&h, &d).await;
-        let done = row(&h, "t|cancel").await;
-        assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+        let done = row_in(&h, "t|cancel", "done").await;
         assert_eq!(
             calls(&h, CANCEL).len(),
             1,
@@ -541,7 +459,7 @@ async fn an_ambiguous_cancellation_that_landed_is_read_back_and_adopted() {
             sandbox_line(&h, OPEN, 0).2.as_deref(),
             Some("CUSTOMER_REQUESTED_SELLER_TO_CANCEL")
         );
-        let result = receipt(&h, OPEN).await;
+        let result = result(&h, &done).await;
         assert_eq!(result["read_back"], true, "{result}");
         // Nothing left to do on a later pass.
         h.clock.advance(Duration::minutes(5));
@@ -557,38 +475,30 @@ async fn an_ambiguous_refund_that_landed_is_read_back_and_adopted() {
         // A 502 after the refund, and an unreadable 200 after another: both landed.
         h.sandbox.inject(Fault::status(REFUND, 502).after_effect());
         h.sandbox.inject(Fault::malformed(REFUND));
-        plan(
+        plan_all(
             &h,
             &[
-                action(
+                refund(
                     SHIPPED,
-                    refund(
-                        SHIPPED,
-                        "CustomerReturn",
-                        vec![refund_line("1", None, None)],
-                        None,
-                    ),
+                    "CustomerReturn",
+                    vec![refund_line("1", None, None)],
+                    None,
                     "t|lost-answer",
                 ),
-                action(
-                    PART_SHIPPED,
-                    refund(PART_SHIPPED, "CustomerReturn", vec![], None),
-                    "t|unreadable",
-                ),
+                full_refund(PART_SHIPPED, "t|unreadable"),
             ],
         )
         .await;
         execute(&h, &d).await;
         for (key, po) in [("t|lost-answer", SHIPPED), ("t|unreadable", PART_SHIPPED)] {
-            let done = row(&h, key).await;
-            assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+            let done = row_in(&h, key, "done").await;
             assert_eq!(
                 h.sandbox.walmart_refunds(Some(po)).len(),
                 1,
                 "{}: exactly one refund",
                 h.label()
             );
-            let result = receipt(&h, po).await;
+            let result = result(&h, &done).await;
             assert_eq!(result["read_back"], true, "{result}");
         }
         assert_eq!(calls(&h, REFUND).len(), 2, "{}: one call each", h.label());
@@ -606,24 +516,14 @@ async fn an_ambiguous_refund_that_did_not_land_is_resubmitted_once() {
         let d = polled(&h).await;
         // Walmart fails without acting: nothing to read back, so it is sent again.
         h.sandbox.inject(Fault::status(REFUND, 500));
-        plan(
-            &h,
-            &[action(
-                SHIPPED,
-                refund(SHIPPED, "CustomerReturn", vec![], None),
-                "t|refund",
-            )],
-        )
-        .await;
+        plan_all(&h, &[full_refund(SHIPPED, "t|refund")]).await;
         execute(&h, &d).await;
-        let waiting = row(&h, "t|refund").await;
-        assert_eq!(waiting.state, "retry", "{}: {waiting:?}", h.label());
+        let waiting = row_in(&h, "t|refund", "retry").await;
         assert!(waiting.progress.is_some_and(|p| p["submitted"].is_object()));
         assert!(h.sandbox.walmart_refunds(None).is_empty());
         h.clock.advance(Duration::seconds(5));
         execute(&h, &d).await;
-        let done = row(&h, "t|refund").await;
-        assert_eq!(done.state, "done", "{}: {done:?}", h.label());
+        row_in(&h, "t|refund", "done").await;
         assert_eq!(calls(&h, REFUND).len(), 2, "{}: sent twice", h.label());
         assert_eq!(
             h.sandbox.walmart_refunds(Some(SHIPPED)).len(),
@@ -641,29 +541,23 @@ async fn throttling_is_retried_and_a_refusal_is_permanent_with_walmarts_descript
         let d = polled(&h).await;
         h.sandbox.inject(Fault::status(CANCEL, 429).retry_after(2));
         h.sandbox.inject(Fault::status(REFUND, 400));
-        plan(
+        plan_all(
             &h,
             &[
-                action(OPEN, cancel(OPEN, "NoInventory"), "t|cancel"),
-                action(
-                    SHIPPED,
-                    refund(SHIPPED, "CustomerReturn", vec![], None),
-                    "t|refund",
-                ),
+                cancel(OPEN, "NoInventory", "t|cancel"),
+                full_refund(SHIPPED, "t|refund"),
             ],
         )
         .await;
         execute(&h, &d).await;
-        let throttled = row(&h, "t|cancel").await;
-        assert_eq!(throttled.state, "retry", "{}: {throttled:?}", h.label());
+        let throttled = row_in(&h, "t|cancel", "retry").await;
         // Certainly not done: no read-back marker is left behind.
         assert!(
             throttled
                 .progress
                 .is_none_or(|p| p.get("submitted").is_none())
         );
-        let refused = row(&h, "t|refund").await;
-        assert_eq!(refused.state, "failed", "{}: {refused:?}", h.label());
+        let refused = row_in(&h, "t|refund", "failed").await;
         let error = refused.last_error.unwrap_or_default();
         assert!(
             error.contains("Walmart refused the refund") && error.contains("Invalid request."),
@@ -671,7 +565,7 @@ async fn throttling_is_retried_and_a_refusal_is_permanent_with_walmarts_descript
         );
         h.clock.advance(Duration::seconds(3));
         execute(&h, &d).await;
-        assert_eq!(row(&h, "t|cancel").await.state, "done", "{}", h.label());
+        row_in(&h, "t|cancel", "done").await;
         assert_eq!(calls(&h, CANCEL).len(), 2);
         assert_eq!(h.sandbox.walmart_cancellations(Some(OPEN)).len(), 2);
         assert!(h.sandbox.walmart_refunds(None).is_empty());
@@ -684,21 +578,17 @@ async fn every_call_carries_the_token_and_walmarts_headers() {
         let d = polled(&h).await;
         let before = h.sandbox.journal().len();
         h.sandbox.expire_walmart_tokens();
-        plan(
+        plan_all(
             &h,
             &[
-                action(OPEN, cancel(OPEN, "NoInventory"), "t|cancel"),
-                action(
-                    SHIPPED,
-                    refund(SHIPPED, "CustomerReturn", vec![], None),
-                    "t|refund",
-                ),
+                cancel(OPEN, "NoInventory", "t|cancel"),
+                full_refund(SHIPPED, "t|refund"),
             ],
         )
         .await;
         execute(&h, &d).await;
-        assert_eq!(row(&h, "t|cancel").await.state, "done", "{}", h.label());
-        assert_eq!(row(&h, "t|refund").await.state, "done", "{}", h.label());
+        row_in(&h, "t|cancel", "done").await;
+        row_in(&h, "t|refund", "done").await;
         let after = walmart_calls(&h, before);
         let operations: Vec<&str> = after.iter().map(|e| e.operation.as_str()).collect();
         assert!(
@@ -813,18 +703,7 @@ async fn the_sandbox_answers_cancel_and_refund_as_the_contract_says() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let schema = contract().response_schema(
-        "post",
-        "/v3/orders/{purchaseOrderId}/cancel",
-        200,
-        "application/json",
-    );
-    let schema = schema.unwrap_or_else(|e| panic!("{e}"));
-    if let Err(problems) = contract().check(&schema, &answer) {
-        panic!("{problems}\n{answer}");
-    }
-    let mapped = nightdesk::sources::walmart::orders::parse_order(answer["order"].clone(), "us");
-    let mapped = mapped.unwrap_or_else(|e| panic!("{e}"));
+    let mapped = accepted(&answer, "/v3/orders/{purchaseOrderId}/cancel");
     assert_eq!(
         mapped.order.status,
         OrderStatus::Shipped,
@@ -856,18 +735,7 @@ async fn the_sandbox_answers_cancel_and_refund_as_the_contract_says() {
     }});
     let (status, answer) = post(format!("/v3/orders/{SHIPPED}/refund"), refund_body.clone()).await;
     assert_eq!(status, 200, "{answer}");
-    let schema = contract().response_schema(
-        "post",
-        "/v3/orders/{purchaseOrderId}/refund",
-        200,
-        "application/json",
-    );
-    let schema = schema.unwrap_or_else(|e| panic!("{e}"));
-    if let Err(problems) = contract().check(&schema, &answer) {
-        panic!("{problems}\n{answer}");
-    }
-    let mapped = nightdesk::sources::walmart::orders::parse_order(answer["order"].clone(), "us");
-    let mapped = mapped.unwrap_or_else(|e| panic!("{e}"));
+    let mapped = accepted(&answer, "/v3/orders/{purchaseOrderId}/refund");
     assert_eq!(mapped.refunded.get("1"), Some(&1050));
     // getAnOrder shows it too, in the contract's shape.
     let got = match http
@@ -914,6 +782,22 @@ async fn the_sandbox_answers_cancel_and_refund_as_the_contract_says() {
     check_gateway_errors(&answer);
 }
 
+/// A 200 answer to the POST on `path` follows the contract; the order in it, as the
+/// connector reads it.
+fn accepted(answer: &Value, path: &str) -> WalmartOrder {
+    let schema = match contract().response_schema("post", path, 200, "application/json") {
+        Ok(schema) => schema,
+        Err(e) => panic!("{e}"),
+    };
+    if let Err(problems) = contract().check(&schema, answer) {
+        panic!("{problems}\n{answer}");
+    }
+    match nightdesk::sources::walmart::orders::parse_order(answer["order"].clone(), "us") {
+        Ok(order) => order,
+        Err(e) => panic!("{e}"),
+    }
+}
+
 fn check_gateway_errors(body: &Value) {
     let items = body["errors"]["error"]
         .as_array()
@@ -935,16 +819,24 @@ mod crashes {
     /// Seconds past the outbox's default lease (300 s).
     const AFTER_LEASE: i64 = 301;
 
-    fn fail_at(name: &str) {
+    /// One executor pass that must crash at the failpoint `name`.
+    async fn crash_at(h: &Harness, d: &Daemon, name: &str) {
         if let Err(e) = fail::cfg(name, "return") {
             panic!("failpoint {name}: {e}");
         }
+        let result = d.execute_due(&|| false).await;
+        assert!(
+            matches!(result, Err(nightdesk::outbox::ExecutorError::Crashed(_))),
+            "{}",
+            h.label()
+        );
+        fail::remove(name);
     }
 
-    fn crashed(
-        result: Result<nightdesk::outbox::ExecutorReport, nightdesk::outbox::ExecutorError>,
-    ) -> bool {
-        matches!(result, Err(nightdesk::outbox::ExecutorError::Crashed(_)))
+    /// A new daemon once the crashed one's lease ran out, after one executor pass.
+    async fn restart(h: &Harness) {
+        h.clock.advance(Duration::seconds(AFTER_LEASE));
+        execute(h, &daemon(h)).await;
     }
 
     #[tokio::test]
@@ -952,15 +844,11 @@ mod crashes {
         for h in harnesses(&scenario()).await {
             let fp = fail::FailScenario::setup();
             let d = polled(&h).await;
-            plan(&h, &[action(OPEN, cancel(OPEN, "NoInventory"), "t|cancel")]).await;
-            fail_at("walmart.after_record");
-            assert!(crashed(d.execute_due(&|| false).await), "{}", h.label());
-            fail::remove("walmart.after_record");
+            plan_all(&h, &[cancel(OPEN, "NoInventory", "t|cancel")]).await;
+            crash_at(&h, &d, "walmart.after_record").await;
             assert!(calls(&h, CANCEL).is_empty(), "{}", h.label());
-            h.clock.advance(Duration::seconds(AFTER_LEASE));
-            let restarted = daemon(&h);
-            execute(&h, &restarted).await;
-            assert_eq!(row(&h, "t|cancel").await.state, "done", "{}", h.label());
+            restart(&h).await;
+            row_in(&h, "t|cancel", "done").await;
             assert_eq!(calls(&h, CANCEL).len(), 1, "{}", h.label());
             assert_eq!(h.sandbox.walmart_cancellations(Some(OPEN)).len(), 2);
             fp.teardown();
@@ -972,23 +860,11 @@ mod crashes {
         for h in harnesses(&scenario()).await {
             let fp = fail::FailScenario::setup();
             let d = polled(&h).await;
-            plan(
-                &h,
-                &[action(
-                    SHIPPED,
-                    refund(SHIPPED, "CustomerReturn", vec![], None),
-                    "t|refund",
-                )],
-            )
-            .await;
-            fail_at("outbox.after_send");
-            assert!(crashed(d.execute_due(&|| false).await), "{}", h.label());
-            fail::remove("outbox.after_send");
+            plan_all(&h, &[full_refund(SHIPPED, "t|refund")]).await;
+            crash_at(&h, &d, "outbox.after_send").await;
             assert_eq!(h.sandbox.walmart_refunds(Some(SHIPPED)).len(), 2);
-            h.clock.advance(Duration::seconds(AFTER_LEASE));
-            let restarted = daemon(&h);
-            execute(&h, &restarted).await;
-            assert_eq!(row(&h, "t|refund").await.state, "done", "{}", h.label());
+            restart(&h).await;
+            let done = row_in(&h, "t|refund", "done").await;
             assert_eq!(
                 calls(&h, REFUND).len(),
                 1,
@@ -1001,7 +877,7 @@ mod crashes {
                 "{}: one refund per line",
                 h.label()
             );
-            assert_eq!(receipt(&h, SHIPPED).await["read_back"], true);
+            assert_eq!(result(&h, &done).await["read_back"], true);
             fp.teardown();
         }
     }
