@@ -95,6 +95,10 @@ pub const REFUND_REASON_MAP: &[(&str, &str)] = &[
 const JOB_POLL: Duration = Duration::seconds(30);
 /// A cancellation not visible on the order after this long is handed to a person.
 const JOB_PATIENCE: Duration = Duration::hours(1);
+/// After an unclear `orderCancel` answer, how long the order is only read back before
+/// asking again: the job the lost answer named may still be running, and a second
+/// request while it runs is refused, which would fail a cancellation that succeeds.
+const UNCLEAR_GRACE: Duration = Duration::minutes(5);
 
 const OP_REFUND: &str = "refundCreate";
 const OP_CANCEL: &str = "orderCancel";
@@ -568,6 +572,12 @@ impl ShopifyExecutor {
                 return Ok(Performed::Wait {
                     at: attempt.now + JOB_POLL,
                     note: format!("orderCancel job {job} is still running"),
+                });
+            }
+            if attempt.now - requested < UNCLEAR_GRACE {
+                return Ok(Performed::Wait {
+                    at: (attempt.now + JOB_POLL).min(requested + UNCLEAR_GRACE),
+                    note: "an unclear orderCancel may still be running; reading the order back before asking again".to_owned(),
                 });
             }
             tracing::info!(

@@ -290,6 +290,34 @@ async fn a_cancellation_shopify_refuses_fails_with_its_message() {
     }
 }
 
+/// A lost answer while Shopify's cancel job is still running: the order is only read
+/// back (not cancelled yet) during the grace time, so no second orderCancel is sent into
+/// the running job; once the job is done the order shows cancelled and it is adopted.
+#[tokio::test]
+async fn a_lost_cancellation_whose_job_still_runs_is_not_asked_again() {
+    for h in harnesses(&scenario()).await {
+        let d = polled(&h).await;
+        h.sandbox.shopify_set_cancel_delay(Duration::minutes(3));
+        h.sandbox
+            .inject(Fault::status("shopify.orderCancel", 500).after_effect());
+        plan(&h, "cancel-running", cancel("BuyerCanceled")).await;
+        execute(&h, &d).await;
+        for _ in 0..8 {
+            h.clock.advance(Duration::seconds(30));
+            execute(&h, &d).await;
+        }
+        let done = row_in(&h, "cancel-running", "done").await;
+        assert_eq!(
+            calls(&h, "orderCancel").len(),
+            1,
+            "{}: read back while the job ran, never asked again",
+            h.label()
+        );
+        assert_eq!(h.sandbox.shopify_cancellations(), 1);
+        assert_eq!(receipt(&h, done.id).await["result"]["read_back"], true);
+    }
+}
+
 #[tokio::test]
 async fn a_cancellation_whose_answer_was_lost_is_read_back_and_adopted() {
     for h in harnesses(&scenario()).await {
