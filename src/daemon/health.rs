@@ -520,18 +520,16 @@ impl Daemon {
         &self,
         action: &PlannedAction,
         batch: &HashMap<(String, &'static str), i64>,
-        day_start: DateTime<Utc>,
+        stored: &mut super::StoredToday,
     ) -> Result<Option<(String, Option<PlannedAction>)>, StoreError> {
+        let day_start = stored.day_start;
         let kind = action.request.kind();
         if kind == "alert" {
             return Ok(None);
         }
         let health = self.config.health;
         let rule = action.rule.as_str();
-        let today = self
-            .store
-            .count_actions(kind, Some(rule), day_start)
-            .await?
+        let today = stored.count(self.store.as_ref(), Some(rule), kind).await?
             + batch.get(&(rule.to_owned(), kind)).copied().unwrap_or(0);
         // Below the floor there is nothing to compare: spare the history queries.
         if today < health.runaway_min_actions {

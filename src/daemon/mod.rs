@@ -186,6 +186,39 @@ struct Halted {
 /// a person fixing the grant should not need a restart.
 const CREDENTIAL_RETRY: Duration = Duration::hours(1);
 
+/// Actions already in the outbox today, per (rule or "" for all, kind), read from the
+/// store once per planning pass: the daily caps and the runaway check count against the
+/// same figures, and a sweep planning hundreds of actions asks the store once per rule
+/// and kind, not once per action.
+struct StoredToday {
+    day_start: DateTime<Utc>,
+    counts: HashMap<(String, &'static str), i64>,
+}
+
+impl StoredToday {
+    fn new(day_start: DateTime<Utc>) -> Self {
+        Self {
+            day_start,
+            counts: HashMap::new(),
+        }
+    }
+
+    async fn count(
+        &mut self,
+        store: &dyn Store,
+        rule: Option<&str>,
+        kind: &'static str,
+    ) -> Result<i64, StoreError> {
+        let slot = (rule.unwrap_or_default().to_owned(), kind);
+        if let Some(count) = self.counts.get(&slot) {
+            return Ok(*count);
+        }
+        let count = store.count_actions(kind, rule, self.day_start).await?;
+        self.counts.insert(slot, count);
+        Ok(count)
+    }
+}
+
 /// Leases of the scheduled tasks other than the polls (`poll/<source key>`) and the
 /// named schedules (`schedule/<name>`).
 const SWEEP_LEASE: &str = "sweep";
@@ -1135,6 +1168,7 @@ impl Daemon {
         let day_start = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
         // Actions of this batch count against the caps too; (rule or "", kind) -> count.
         let mut batch: HashMap<(String, &'static str), i64> = HashMap::new();
+        let mut stored = StoredToday::new(day_start);
         let mut notices = Vec::new();
         for (action, requested) in actions.iter_mut().zip(requested) {
             let kind = action.request.kind();
@@ -1148,12 +1182,13 @@ impl Daemon {
                 action.hold = Some(reason.clone());
                 format!("held: {reason}")
             } else if let Some((reason, notice)) =
-                self.cap_reached(action, &batch, day_start, now).await?
+                self.cap_reached(action, &batch, &mut stored, now).await?
             {
                 notices.extend(notice);
                 action.hold = Some(reason.clone());
                 format!("held: {reason}")
-            } else if let Some((reason, notice)) = self.runaway(action, &batch, day_start).await? {
+            } else if let Some((reason, notice)) = self.runaway(action, &batch, &mut stored).await?
+            {
                 notices.extend(notice);
                 action.hold = Some(reason.clone());
                 format!("held: {reason}")
@@ -1242,7 +1277,7 @@ impl Daemon {
         &self,
         action: &PlannedAction,
         batch: &HashMap<(String, &'static str), i64>,
-        day_start: DateTime<Utc>,
+        stored: &mut StoredToday,
         now: DateTime<Utc>,
     ) -> Result<Option<(String, Option<PlannedAction>)>, StoreError> {
         let kind = action.request.kind();
@@ -1260,7 +1295,7 @@ impl Daemon {
         for (rule, cap) in caps {
             let Some(cap) = cap else { continue };
             let slot = (rule.unwrap_or_default().to_owned(), kind);
-            let used = self.store.count_actions(kind, rule, day_start).await?
+            let used = stored.count(self.store.as_ref(), rule, kind).await?
                 + batch.get(&slot).copied().unwrap_or(0);
             if used < i64::from(cap) {
                 continue;

@@ -554,21 +554,22 @@ mod tests {
             native_reason("Whatever", REFUND_REASONS, REFUND_REASON_MAP),
             None
         );
-        for (amazon, native) in REFUND_REASON_MAP {
-            assert!(crate::rules::reasons::AMAZON_REFUND_REASONS.contains(amazon));
-            assert!(REFUND_REASONS.contains(native));
-        }
-        for (amazon, native) in CANCEL_REASON_MAP {
-            assert!(crate::rules::reasons::AMAZON_CANCEL_REASONS.contains(amazon));
-            assert!(CANCEL_REASONS.contains(native));
-        }
+        use crate::rules::reasons::{
+            AMAZON_CANCEL_REASONS, AMAZON_REFUND_REASONS, assert_reason_table,
+        };
         // Every Amazon refund code has an eBay equivalent.
-        for code in crate::rules::reasons::AMAZON_REFUND_REASONS {
-            assert!(
-                native_reason(code, REFUND_REASONS, REFUND_REASON_MAP).is_some(),
-                "{code}"
-            );
-        }
+        assert_reason_table(
+            REFUND_REASONS,
+            REFUND_REASON_MAP,
+            AMAZON_REFUND_REASONS,
+            true,
+        );
+        assert_reason_table(
+            CANCEL_REASONS,
+            CANCEL_REASON_MAP,
+            AMAZON_CANCEL_REASONS,
+            false,
+        );
     }
 
     #[test]

@@ -927,14 +927,19 @@ mod tests {
 
     #[test]
     fn every_mapping_is_from_an_amazon_code_to_a_walmart_one() {
-        for (amazon, walmart) in CANCEL_FROM_AMAZON {
-            assert!(AMAZON_CANCEL_REASONS.contains(amazon), "{amazon}");
-            assert!(CANCEL_REASONS.contains(walmart), "{walmart}");
-        }
-        for (amazon, walmart) in REFUND_FROM_AMAZON {
-            assert!(AMAZON_REFUND_REASONS.contains(amazon), "{amazon}");
-            assert!(REFUND_REASONS.contains(walmart), "{walmart}");
-        }
+        use crate::rules::reasons::assert_reason_table;
+        assert_reason_table(
+            CANCEL_REASONS,
+            CANCEL_FROM_AMAZON,
+            AMAZON_CANCEL_REASONS,
+            false,
+        );
+        assert_reason_table(
+            REFUND_REASONS,
+            REFUND_FROM_AMAZON,
+            AMAZON_REFUND_REASONS,
+            false,
+        );
     }
 
     #[test]

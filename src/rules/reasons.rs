@@ -108,6 +108,30 @@ pub fn native_reason(
         })
 }
 
+/// For the executors' tests: every entry of a marketplace's `map` goes from one of
+/// Amazon's codes to one of its `native` codes, and with `covers_all`, every Amazon code
+/// has an entry (or is a native code too).
+#[cfg(test)]
+pub(crate) fn assert_reason_table(
+    native: &[&'static str],
+    map: &[(&str, &'static str)],
+    amazon: &[&str],
+    covers_all: bool,
+) {
+    for (from, to) in map {
+        assert!(amazon.contains(from), "{from} is not an Amazon code");
+        assert!(native.contains(to), "{to} is not a native code");
+    }
+    if covers_all {
+        for code in amazon {
+            assert!(
+                native_reason(code, native, map).is_some(),
+                "{code} has no mapping"
+            );
+        }
+    }
+}
+
 /// Why `value` is not in `list`, or `None` if it is.
 pub fn unknown(what: &str, value: &str, list: &[&str]) -> Option<String> {
     if list.contains(&value) {
